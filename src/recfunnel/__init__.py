@@ -1,0 +1,3 @@
+"""recfunnel: a recommender-system engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,247 @@
+"""The ``CandidateGenerator`` contract: the first stage of the funnel.
+
+A generator is fitted on an :class:`InteractionMatrix`, then answers batches: ``recommend`` for
+users, ``similar_items`` for items. Implementations provide four things only:
+``_fit``, ``_score_users``, ``_score_similar`` and their learned arrays (``_state`` /
+``_set_state``); conveniences (ranking, exclusion of seen items, persistence) live here once.
+Artefacts are a directory with ``manifest.json`` and ``arrays.npz`` (never pickles).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
+from recfunnel.core.ids import IdIndex
+from recfunnel.core.matrix import InteractionMatrix
+from recfunnel.core.topk import topk
+
+ARTIFACT_FORMAT = "recfunnel.CandidateGenerator"
+ARTIFACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ScoredList:
+    """A ranked list of external ids with their scores (best first)."""
+
+    ids: tuple[str, ...]
+    scores: tuple[float, ...]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class CandidateGenerator(ABC):
+    """Base class of every candidate generator.
+
+    Hyper-parameters are the ``__init__`` keyword arguments, stored unchanged under the same
+    names; learned state ends in ``_``.
+    """
+
+    #: Registry name, e.g. ``"itemknn"``; used in artefacts and on the command line.
+    name: ClassVar[str]
+
+    users_: IdIndex
+    items_: IdIndex
+    seen_: sp.csr_matrix
+
+    # ---- the contract -------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, interactions: InteractionMatrix) -> None:
+        """Learn from ``interactions`` (``users_``, ``items_`` and ``seen_`` are already set)."""
+
+    @abstractmethod
+    def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Scores of every item for each user index: ``B x n_items``, higher is better."""
+
+    @abstractmethod
+    def _score_similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """Similarity of every item to each item index: ``B x n_items``."""
+
+    @abstractmethod
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        """The learned arrays to persist (besides the id indexes and ``seen_``)."""
+
+    @abstractmethod
+    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
+        """Restore what :meth:`_state` returned."""
+
+    # ---- parameters (scikit-learn conventions) -----------------------------------------
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        unknown = set(params) - set(self._param_names())
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no parameter(s) {sorted(unknown)}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    # ---- derived behaviour --------------------------------------------------------------
+    def fit(self, interactions: InteractionMatrix) -> Self:
+        """Learn from ``interactions``; returns ``self``."""
+        if len(interactions) == 0:
+            raise ConfigError(f"{type(self).__name__}.fit: no interactions to learn from")
+        self.users_ = interactions.users
+        self.items_ = interactions.items
+        self.seen_ = interactions.to_csr(binary=True)
+        self._fit(interactions)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "seen_"):
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted: call fit() or load() first"
+            )
+
+    def score_users(self, users: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Scores of every item (``B x n_items``) for a batch of user indices."""
+        self._check_fitted()
+        idx = np.asarray(users, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self.users_)):
+            raise ConfigError(f"user indices out of range 0..{len(self.users_) - 1}")
+        return self._score_users(idx)
+
+    def recommend(
+        self, user_ids: Sequence[str], n: int = 10, *, exclude_seen: bool = True
+    ) -> list[ScoredList]:
+        """Top ``n`` items for each user id (unknown ids raise ``UnknownIdError``)."""
+        if n <= 0:
+            raise ConfigError(f"n must be positive, got {n}")
+        self._check_fitted()
+        users = self.users_.encode(user_ids)
+        scores = np.array(self._score_users(users), dtype=np.float32, copy=True)
+        if exclude_seen:
+            seen = self.seen_[users]
+            rows = np.repeat(np.arange(len(users)), np.diff(seen.indptr))
+            scores[rows, seen.indices] = -np.inf
+        return self._to_lists(scores, n)
+
+    def similar_items(self, item_ids: Sequence[str], n: int = 10) -> list[ScoredList]:
+        """The ``n`` items most similar to each item id, the item itself excluded."""
+        if n <= 0:
+            raise ConfigError(f"n must be positive, got {n}")
+        self._check_fitted()
+        items = self.items_.encode(item_ids)
+        scores = np.array(self._score_similar(items), dtype=np.float32, copy=True)
+        scores[np.arange(len(items)), items] = -np.inf
+        return self._to_lists(scores, n)
+
+    def _to_lists(self, scores: npt.NDArray[np.float32], n: int) -> list[ScoredList]:
+        idx, val = topk(scores, n)
+        out = []
+        for row_idx, row_val in zip(idx, val, strict=True):
+            keep = row_idx >= 0
+            out.append(
+                ScoredList(
+                    tuple(self.items_.decode(row_idx[keep]).tolist()),
+                    tuple(float(v) for v in row_val[keep]),
+                )
+            )
+        return out
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model to directory ``path`` atomically (arrays + JSON manifest)."""
+        self._check_fitted()
+        target = Path(path)
+        arrays = dict(self._state())
+        arrays["seen_indptr"] = self.seen_.indptr
+        arrays["seen_indices"] = self.seen_.indices
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+        try:
+            np.savez(tmp / "arrays.npz", **arrays)
+            manifest = {
+                "format": ARTIFACT_FORMAT,
+                "format_version": ARTIFACT_VERSION,
+                "model": self.name,
+                "params": self.get_params(),
+                "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
+                "arrays_sha256": _sha256(tmp / "arrays.npz"),
+                "users": self.users_.to_manifest(),
+                "items": self.items_.to_manifest(),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+            if target.exists():
+                old = target.with_name(f".{target.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(target, old)
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return target
+
+    @classmethod
+    def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> Self:
+        model = cls(**manifest.get("params", {}))
+        npz = path / "arrays.npz"
+        if _sha256(npz) != manifest.get("arrays_sha256"):
+            raise ArtifactError(f"{npz}: checksum mismatch (file corrupt or edited)")
+        with np.load(npz, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        model.users_ = IdIndex.from_manifest(manifest["users"], source=str(path))
+        model.items_ = IdIndex.from_manifest(manifest["items"], source=str(path))
+        indptr = arrays.pop("seen_indptr")
+        indices = arrays.pop("seen_indices")
+        model.seen_ = sp.csr_matrix(
+            (np.ones(len(indices), np.float32), indices, indptr),
+            shape=(len(model.users_), len(model.items_)),
+        )
+        model._set_state(arrays)
+        return model
+
+
+def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The manifest of a saved generator, checked for format and version."""
+    p = Path(path) / "manifest.json"
+    try:
+        manifest: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{p}: no model artefact here (manifest.json missing)") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{p}: unreadable manifest: {exc}") from exc
+    if manifest.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{p}: not a recfunnel candidate generator artefact")
+    if manifest.get("format_version") != ARTIFACT_VERSION:
+        raise ArtifactError(
+            f"{p}: artefact format version {manifest.get('format_version')} is not supported "
+            f"(this recfunnel reads version {ARTIFACT_VERSION})"
+        )
+    return manifest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
