@@ -1,0 +1,231 @@
+"""The ``recfunnel`` command line: thin commands over the library."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from recfunnel.core.errors import RecfunnelError
+
+app = typer.Typer(
+    help="recfunnel: a recommender-system engine (data, models, evaluation, serving).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+datasets_app = typer.Typer(help="Fetch and list real datasets in the local cache.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+console = Console(stderr=True)
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="RECFUNNEL_CACHE_DIR",
+        help="Dataset cache directory [default: ~/.cache/recfunnel].",
+    ),
+]
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    raise typer.Exit(code=2)
+
+
+def _cache(cache_dir: Path | None) -> Path:
+    from recfunnel.data.datasets import DEFAULT_CACHE_DIR
+
+    return cache_dir if cache_dir is not None else DEFAULT_CACHE_DIR
+
+
+def _split_list(value: str, what: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise typer.BadParameter(f"give at least one {what}")
+    return items
+
+
+@datasets_app.command("fetch")
+def datasets_fetch(
+    name: Annotated[str, typer.Argument(help="ml-100k or ml-1m")],
+    source: Annotated[
+        Path | None,
+        typer.Option(help="A GroupLens archive (.zip) or extracted directory to use instead."),
+    ] = None,
+    cache_dir: CacheDir = None,
+    force: Annotated[bool, typer.Option(help="Fetch again even if cached.")] = False,
+) -> None:
+    """Put a MovieLens dataset (GroupLens) in the local cache."""
+    from recfunnel.data.datasets import fetch
+
+    try:
+        path = fetch(name, source=source, cache_dir=_cache(cache_dir), force=force, progress=True)
+    except (RecfunnelError, OSError) as exc:
+        _fail(exc)
+    console.print(f"{name}: ready in {path}")
+
+
+@datasets_app.command("list")
+def datasets_list(cache_dir: CacheDir = None) -> None:
+    """List cached datasets."""
+    root = _cache(cache_dir)
+    found = sorted(p.parent.name for p in root.glob("*/manifest.json")) if root.exists() else []
+    for name in found:
+        typer.echo(name)
+    if not found:
+        console.print(f"no datasets cached in {root}; run `recfunnel datasets fetch ml-100k`")
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help="A cached dataset name (ml-100k, ml-1m), a directory of RecBole atomic files, "
+            "or a CSV/Parquet interactions file (with --user-col/--item-col)."
+        ),
+    ] = "ml-100k",
+    split: Annotated[
+        str, typer.Option(help="ro:TRAIN,VALID,TEST | temporal:TRAIN,VALID,TEST | loo:K")
+    ] = "ro:0.8,0.1,0.1",
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 2020,
+    models: Annotated[str, typer.Option(help="Comma-separated model names.")] = "pop,itemknn",
+    k: Annotated[str, typer.Option("--k", help="Comma-separated cutoffs.")] = "10,20",
+    output: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a metric@k plot (PNG) here.")] = None,
+    user_col: Annotated[str | None, typer.Option(help="User column of a CSV/Parquet file.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="Item column of a CSV/Parquet file.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Timestamp column (optional).")] = None,
+    rating_col: Annotated[str | None, typer.Option(help="Rating column (optional).")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(help="Keep interactions with value >= this as positives.")
+    ] = None,
+    k_core: Annotated[
+        int, typer.Option(help="Keep the k-core (users and items with >= k interactions).")
+    ] = 0,
+    ties: Annotated[str, typer.Option(help="index | trec | optimistic | pessimistic")] = "index",
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Fit models on the train split and evaluate them by full ranking on the test split."""
+    from recfunnel.core.errors import ConfigError
+    from recfunnel.core.matrix import InteractionMatrix
+    from recfunnel.data.datasets import load
+    from recfunnel.data.splits import k_core as apply_k_core
+    from recfunnel.data.splits import threshold as apply_threshold
+    from recfunnel.pipeline.experiment import run_experiment
+
+    try:
+        cutoffs = [int(x) for x in _split_list(k, "cutoff")]
+        if min(cutoffs) <= 0:
+            raise ConfigError(f"--k: cutoffs must be positive, got {k}")
+    except ValueError as exc:
+        _fail(exc if isinstance(exc, RecfunnelError) else ConfigError(f"--k: {exc}"))
+    try:
+        path = Path(dataset)
+        with console.status(f"loading {dataset}"):
+            if path.is_file():
+                from recfunnel.data.loaders import load_table
+
+                if not user_col or not item_col:
+                    raise ConfigError("a CSV/Parquet dataset needs --user-col and --item-col")
+                data = load_table(
+                    path, user_col=user_col, item_col=item_col, time_col=time_col,
+                    rating_col=rating_col,
+                )  # fmt: skip
+            else:
+                data = load(dataset, cache_dir=_cache(cache_dir))
+            matrix = InteractionMatrix.from_dataset(data)
+        if threshold is not None:
+            matrix = apply_threshold(matrix, threshold)
+        if k_core > 0:
+            matrix = apply_k_core(matrix, user_k=k_core, item_k=k_core)
+        report = run_experiment(
+            matrix,
+            dataset=dataset,
+            models=_split_list(models, "model"),
+            split=split,
+            seed=seed,
+            ks=cutoffs,
+            ties=ties,  # type: ignore[arg-type]
+            n_bootstrap=bootstrap,
+            progress=True,
+        )
+        payload = report.to_dict()
+    except (RecfunnelError, OSError) as exc:
+        _fail(exc)
+    Console().print(report.render_table(payload))
+    for cmp in payload["comparisons"]:
+        lo, hi = cmp["ci95"]
+        typer.echo(
+            f"{cmp['b']} - {cmp['a']} on {cmp['metric']}: {cmp['difference']:+.4f} "
+            f"[{lo:+.4f}, {hi:+.4f}], paired t p={cmp['p_value_t']:.3g}, "
+            f"Wilcoxon p={cmp['p_value_wilcoxon']:.3g}"
+        )
+    if output is not None:
+        report.write_json(output, payload)
+        console.print(f"report: {output}")
+    if plot is not None:
+        report.plot(plot)
+        console.print(f"plot: {plot}")
+
+
+@app.command()
+def metrics(
+    qrels: Annotated[Path, typer.Option(help="TREC qrels: query 0 doc relevance")],
+    run: Annotated[Path, typer.Option(help="TREC run: query Q0 doc rank score tag")],
+    metrics: Annotated[
+        str, typer.Option("--metrics", help="Comma-separated, e.g. ndcg@10,map@10,mrr@10")
+    ] = "ndcg@10,map@10,recall@10,precision@10,mrr@10,hit@10",
+    convention: Annotated[
+        str,
+        typer.Option(help="trec (linear gain, MAP/|R|, as trec_eval) or recbole (binary gain, "
+        "MAP/min(k,|R|))"),
+    ] = "trec",
+    missing: Annotated[
+        str, typer.Option(help="Judged queries absent from the run: skip | zero (trec_eval -c)")
+    ] = "skip",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    per_query: Annotated[bool, typer.Option(help="Also print per-query values.")] = False,
+) -> None:
+    """Evaluate an external TREC-style run, like trec_eval or ranx."""
+    from recfunnel.core.errors import ConfigError
+    from recfunnel.evaluation.metrics import MetricOptions
+    from recfunnel.evaluation.trec import evaluate_run, read_qrels, read_run
+
+    try:
+        if convention not in ("trec", "recbole"):
+            raise ConfigError(f"--convention must be trec or recbole, got {convention!r}")
+        opts = MetricOptions.trec() if convention == "trec" else MetricOptions()
+        names = [m.lower() for m in _split_list(metrics, "metric")]
+        result = evaluate_run(read_qrels(qrels), read_run(run), names, options=opts, missing=missing)
+    except (RecfunnelError, OSError) as exc:
+        _fail(exc)
+    means = result.mean()
+    if as_json:
+        doc: dict[str, object] = dict(means)
+        if per_query:
+            doc = {
+                "mean": means,
+                "per_query": {
+                    q: {m: float(v[i]) for m, v in result.per_query.items()}
+                    for i, q in enumerate(result.queries)
+                },
+            }
+        json.dump(doc, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    if per_query:
+        for i, q in enumerate(result.queries):
+            for m, v in result.per_query.items():
+                typer.echo(f"{m}\t{q}\t{v[i]:.4f}")
+    for m, v in means.items():
+        typer.echo(f"{m}\tall\t{v:.4f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

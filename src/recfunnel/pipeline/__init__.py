@@ -1,0 +1,1 @@
+"""Composition of stages: experiments now; the serving funnel later."""
