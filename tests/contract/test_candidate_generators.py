@@ -159,5 +159,5 @@ def test_corrupt_artefacts_are_refused(fitted, tmp_path) -> None:
     (path / "arrays.npz").write_bytes(bytes(raw))
     with pytest.raises(ArtifactError, match="checksum"):
         load_generator(path)
-    with pytest.raises(ArtifactError, match="manifest.json missing"):
+    with pytest.raises(ArtifactError, match=r"manifest\.json missing"):
         load_generator(tmp_path / "nowhere")

@@ -67,7 +67,9 @@ def _our_values(scores, rel, metrics, options, ties):
         ties=ties,
         relevance="value",
     )
-    return {m: dict(zip(res.users.tolist(), v.tolist(), strict=True)) for m, v in res.per_user.items()}
+    return {
+        m: dict(zip(res.users.tolist(), v.tolist(), strict=True)) for m, v in res.per_user.items()
+    }
 
 
 def _trec_inputs(scores, rel):
@@ -87,8 +89,16 @@ def _trec_inputs(scores, rel):
 @pytest.mark.parametrize("graded", [False, True])
 def test_against_trec_eval(ties: bool, graded: bool) -> None:
     rng = np.random.default_rng(1000 + 2 * ties + graded)
-    ours_names = [f"{m}@{k}" for m in ("precision", "recall", "map", "ndcg", "hit") for k in K_VALUES]
-    trec_names = {"precision": "P", "recall": "recall", "map": "map_cut", "ndcg": "ndcg_cut", "hit": "success"}
+    ours_names = [
+        f"{m}@{k}" for m in ("precision", "recall", "map", "ndcg", "hit") for k in K_VALUES
+    ]
+    trec_names = {
+        "precision": "P",
+        "recall": "recall",
+        "map": "map_cut",
+        "ndcg": "ndcg_cut",
+        "hit": "success",
+    }
     for _ in range(N_CASES):
         scores, rel = _random_case(rng, ties=ties, graded=graded)
         # Scores are float32 inside the harness; keep them exactly representable.
@@ -127,10 +137,18 @@ def test_against_ranx_without_ties() -> None:
             f"ndcg_burges@{k}" for k in K_VALUES
         ]
         ref = ranx.evaluate(
-            ranx.Qrels(qrels_d), ranx.Run(run_d), ranx_metrics, return_mean=False, make_comparable=True
+            ranx.Qrels(qrels_d),
+            ranx.Run(run_d),
+            ranx_metrics,
+            return_mean=False,
+            make_comparable=True,
         )
         ours = _our_values(
-            scores, rel, [f"{m}@{k}" for m in names for k in K_VALUES], MetricOptions.trec(), "index"
+            scores,
+            rel,
+            [f"{m}@{k}" for m in names for k in K_VALUES],
+            MetricOptions.trec(),
+            "index",
         )
         ours_exp = _our_values(
             scores, rel, [f"ndcg@{k}" for k in K_VALUES], MetricOptions(gain="exp"), "index"

@@ -11,9 +11,7 @@ from recfunnel.core.errors import ArtifactError, ConfigError
 from recfunnel.core.generator import CandidateGenerator, read_manifest
 
 #: Registry name -> class. Artefacts name their class here; nothing is imported by path.
-GENERATORS: dict[str, type[CandidateGenerator]] = {
-    cls.name: cls for cls in (Popularity, ItemKNN)
-}
+GENERATORS: dict[str, type[CandidateGenerator]] = {cls.name: cls for cls in (Popularity, ItemKNN)}
 
 
 def make_generator(name: str, **params: Any) -> CandidateGenerator:

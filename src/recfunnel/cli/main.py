@@ -17,7 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-datasets_app = typer.Typer(help="Fetch and list real datasets in the local cache.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="Fetch and list real datasets in the local cache.", no_args_is_help=True
+)
 app.add_typer(datasets_app, name="datasets")
 
 console = Console(stderr=True)
@@ -183,8 +185,10 @@ def metrics(
     ] = "ndcg@10,map@10,recall@10,precision@10,mrr@10,hit@10",
     convention: Annotated[
         str,
-        typer.Option(help="trec (linear gain, MAP/|R|, as trec_eval) or recbole (binary gain, "
-        "MAP/min(k,|R|))"),
+        typer.Option(
+            help="trec (linear gain, MAP/|R|, as trec_eval) or recbole (binary gain, "
+            "MAP/min(k,|R|))"
+        ),
     ] = "trec",
     missing: Annotated[
         str, typer.Option(help="Judged queries absent from the run: skip | zero (trec_eval -c)")
@@ -202,7 +206,9 @@ def metrics(
             raise ConfigError(f"--convention must be trec or recbole, got {convention!r}")
         opts = MetricOptions.trec() if convention == "trec" else MetricOptions()
         names = [m.lower() for m in _split_list(metrics, "metric")]
-        result = evaluate_run(read_qrels(qrels), read_run(run), names, options=opts, missing=missing)
+        result = evaluate_run(
+            read_qrels(qrels), read_run(run), names, options=opts, missing=missing
+        )
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
     means = result.mean()

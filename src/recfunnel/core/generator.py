@@ -114,9 +114,7 @@ class CandidateGenerator(ABC):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "seen_"):
-            raise NotFittedError(
-                f"{type(self).__name__} is not fitted: call fit() or load() first"
-            )
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
 
     def score_users(self, users: npt.ArrayLike) -> npt.NDArray[np.float32]:
         """Scores of every item (``B x n_items``) for a batch of user indices."""
@@ -175,7 +173,7 @@ class CandidateGenerator(ABC):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
         try:
-            np.savez(tmp / "arrays.npz", **arrays)
+            np.savez(tmp / "arrays.npz", **arrays)  # type: ignore[arg-type]
             manifest = {
                 "format": ARTIFACT_FORMAT,
                 "format_version": ARTIFACT_VERSION,

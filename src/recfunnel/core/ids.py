@@ -40,9 +40,8 @@ class IdIndex:
         self._ids = arr
         self._lookup: dict[str, int] = {s: i for i, s in enumerate(arr.tolist())}
         if len(self._lookup) != len(arr):
-            seen: set[str] = set()
-            dup = next(s for s in arr.tolist() if s in seen or seen.add(s))
-            raise ValueError(f"duplicate {kind} id {dup!r} in id index")
+            values, counts = np.unique(arr.astype(str), return_counts=True)
+            raise ValueError(f"duplicate {kind} id {str(values[counts > 1][0])!r} in id index")
 
     @classmethod
     def from_values(cls, values: Sequence[Any] | npt.ArrayLike, *, kind: str = "user") -> IdIndex:
@@ -73,7 +72,9 @@ class IdIndex:
         view.flags.writeable = False
         return view
 
-    def encode(self, external_ids: Iterable[str], *, missing: str = "raise") -> npt.NDArray[np.int64]:
+    def encode(
+        self, external_ids: Iterable[str], *, missing: str = "raise"
+    ) -> npt.NDArray[np.int64]:
         """Dense indices of ``external_ids``.
 
         ``missing="raise"`` raises :class:`UnknownIdError` naming the unknown ids;
@@ -83,9 +84,7 @@ class IdIndex:
         out = np.fromiter((self._lookup.get(e, -1) for e in ids), dtype=np.int64, count=len(ids))
         if missing == "raise" and (out < 0).any():
             bad = [e for e, i in zip(ids, out.tolist(), strict=True) if i < 0]
-            raise UnknownIdError(
-                f"{len(bad)} id(s) not in the {self.kind} index, e.g. {bad[:5]}"
-            )
+            raise UnknownIdError(f"{len(bad)} id(s) not in the {self.kind} index, e.g. {bad[:5]}")
         if missing not in ("raise", "ignore"):
             raise ValueError(f"missing must be 'raise' or 'ignore', got {missing!r}")
         return out

@@ -133,9 +133,7 @@ class InteractionMatrix:
         return np.bincount(self.item, minlength=self.n_items)
 
 
-def _concat(
-    ids: object, table: object, column: str, include_catalog: bool
-) -> npt.NDArray[np.str_]:
+def _concat(ids: object, table: object, column: str, include_catalog: bool) -> npt.NDArray[np.str_]:
     first = np.asarray(ids).astype(str)
     if not include_catalog or table is None:
         return first

@@ -92,7 +92,9 @@ def paired_test(
     x = np.asarray(a, dtype=np.float64)
     y = np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1:
-        raise ConfigError(f"paired test needs two equal-length 1-D arrays, got {x.shape}, {y.shape}")
+        raise ConfigError(
+            f"paired test needs two equal-length 1-D arrays, got {x.shape}, {y.shape}"
+        )
     d = y - x
     if len(d) < 2 or np.all(d == d[0]):
         p = 1.0 if np.all(d == 0) else 0.0

@@ -50,8 +50,7 @@ class EvaluationResult:
     def ci95(self, *, n_resamples: int = 1000, seed: int = 0) -> dict[str, tuple[float, float]]:
         """Percentile bootstrap 95% interval of each mean, resampling users."""
         return {
-            k: bootstrap_ci(v, n_resamples=n_resamples, seed=seed)
-            for k, v in self.per_user.items()
+            k: bootstrap_ci(v, n_resamples=n_resamples, seed=seed) for k, v in self.per_user.items()
         }
 
 

@@ -51,7 +51,9 @@ class MetricOptions:
         if self.gain not in ("binary", "linear", "exp"):
             raise ConfigError(f"gain must be binary, linear or exp, got {self.gain!r}")
         if self.map_denominator not in ("min", "relevant"):
-            raise ConfigError(f"map_denominator must be min or relevant, not {self.map_denominator!r}")
+            raise ConfigError(
+                f"map_denominator must be min or relevant, not {self.map_denominator!r}"
+            )
         if self.precision_denominator not in ("k", "returned"):
             raise ConfigError(
                 f"precision_denominator must be k or returned, not {self.precision_denominator!r}"

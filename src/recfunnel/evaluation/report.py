@@ -60,7 +60,8 @@ class EvaluationReport:
             models[name] = {
                 "metrics": r.mean(),
                 "ci95": {
-                    k: list(v) for k, v in r.ci95(n_resamples=self.n_bootstrap, seed=self.seed).items()
+                    k: list(v)
+                    for k, v in r.ci95(n_resamples=self.n_bootstrap, seed=self.seed).items()
                 },
                 "coverage": r.coverage,
                 "fit_seconds": entry.fit_seconds,
@@ -78,7 +79,9 @@ class EvaluationReport:
             "comparisons": self.comparisons(),
         }
 
-    def write_json(self, path: str | os.PathLike[str], payload: dict[str, Any] | None = None) -> None:
+    def write_json(
+        self, path: str | os.PathLike[str], payload: dict[str, Any] | None = None
+    ) -> None:
         write_json_atomic(Path(path), payload if payload is not None else self.to_dict())
 
     def render_table(self, payload: dict[str, Any] | None = None) -> Any:
@@ -98,7 +101,9 @@ class EvaluationReport:
             for n in names:
                 lo, hi = entry["ci95"][n]
                 cells.append(f"{entry['metrics'][n]:.4f}\n[{lo:.4f}, {hi:.4f}]")
-            table.add_row(model, *cells, f"{entry['fit_seconds']:.2f}", f"{entry['eval_seconds']:.2f}")
+            table.add_row(
+                model, *cells, f"{entry['fit_seconds']:.2f}", f"{entry['eval_seconds']:.2f}"
+            )
         return table
 
     def plot(self, path: str | os.PathLike[str]) -> Path:

@@ -78,9 +78,7 @@ class RunEvaluation:
     per_query: dict[str, npt.NDArray[np.float64]]
 
     def mean(self) -> dict[str, float]:
-        return {
-            k: float(v.mean()) if len(v) else float("nan") for k, v in self.per_query.items()
-        }
+        return {k: float(v.mean()) if len(v) else float("nan") for k, v in self.per_query.items()}
 
 
 def evaluate_run(

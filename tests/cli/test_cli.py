@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from recfunnel.cli.main import app
+
+runner = CliRunner()
+
+
+def _write_trec(tmp_path):
+    qrels = tmp_path / "qrels.tsv"
+    run = tmp_path / "run.tsv"
+    qrels.write_text("q1 0 d1 1\nq1 0 d2 0\nq1 0 d3 2\nq2 0 d1 1\nq3 0 d9 1\n")
+    run.write_text(
+        "q1 Q0 d1 1 0.9 sys\nq1 Q0 d2 2 0.8 sys\nq1 Q0 d3 3 0.7 sys\n"
+        "q2 Q0 d2 1 0.5 sys\nq2 Q0 d1 2 0.5 sys\n"
+    )
+    return qrels, run
+
+
+def test_metrics_json_matches_trec_eval(tmp_path) -> None:
+    pytrec_eval = pytest.importorskip("pytrec_eval")
+    qrels, run = _write_trec(tmp_path)
+    out = runner.invoke(
+        app, ["metrics", "--qrels", str(qrels), "--run", str(run),
+              "--metrics", "ndcg@3,map@3,precision@2,mrr@3", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    ours = json.loads(out.stdout)
+    ref = pytrec_eval.RelevanceEvaluator(
+        {"q1": {"d1": 1, "d2": 0, "d3": 2}, "q2": {"d1": 1}, "q3": {"d9": 1}},
+        {"ndcg_cut_3", "map_cut_3", "P_2", "recip_rank"},
+    ).evaluate({"q1": {"d1": 0.9, "d2": 0.8, "d3": 0.7}, "q2": {"d2": 0.5, "d1": 0.5}})
+    # q3 is judged but absent from the run: skipped, as trec_eval does by default.
+    expect = {
+        "ndcg@3": np.mean([ref[q]["ndcg_cut_3"] for q in ref]),
+        "map@3": np.mean([ref[q]["map_cut_3"] for q in ref]),
+        "precision@2": np.mean([ref[q]["P_2"] for q in ref]),
+        "mrr@3": np.mean([ref[q]["recip_rank"] for q in ref]),
+    }
+    assert ours == pytest.approx(expect, abs=1e-9)
+
+
+def test_metrics_per_query_and_missing_zero(tmp_path) -> None:
+    qrels, run = _write_trec(tmp_path)
+    out = runner.invoke(
+        app, ["metrics", "--qrels", str(qrels), "--run", str(run), "--metrics", "hit@1",
+              "--json", "--per-query", "--missing", "zero"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    # q2: d1 and d2 tie at 0.5; id descending puts d2 first, so no hit at 1.
+    assert doc["per_query"] == {"q1": {"hit@1": 1.0}, "q2": {"hit@1": 0.0}, "q3": {"hit@1": 0.0}}
+    assert doc["mean"]["hit@1"] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("q1 0 d1\n", "line 1: expected 4 fields"),
+        ("q1 0 d1 1\nq1 0 d2 high\n", "line 2, field relevance: 'high' is not a number"),
+        ("", "no data lines"),
+    ],
+)
+def test_metrics_bad_qrels(tmp_path, content: str, message: str) -> None:
+    _, run = _write_trec(tmp_path)
+    bad = tmp_path / "bad.qrels"
+    bad.write_text(content)
+    out = runner.invoke(app, ["metrics", "--qrels", str(bad), "--run", str(run)])
+    assert out.exit_code == 2
+    assert message in " ".join(out.output.split())
+    assert "bad.qrels" in out.output.replace("\n", "")
+
+
+def test_metrics_bad_metric_name(tmp_path) -> None:
+    qrels, run = _write_trec(tmp_path)
+    out = runner.invoke(
+        app, ["metrics", "--qrels", str(qrels), "--run", str(run), "--metrics", "ndcg@0"]
+    )
+    assert out.exit_code == 2 and "k must be a positive integer" in out.output
+
+
+def _write_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = ["user,item,stamp,stars"]
+    for n in range(1500):
+        rows.append(
+            f"u{rng.integers(0, 80)},i{rng.integers(0, 50)},{1000 + n},{rng.integers(1, 6)}"
+        )
+    path = tmp_path / "log.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_evaluate_csv_writes_report_and_plot(tmp_path) -> None:
+    path = _write_csv(tmp_path)
+    report = tmp_path / "r.json"
+    plot = tmp_path / "r.png"
+    out = runner.invoke(
+        app, ["evaluate", "--dataset", str(path), "--user-col", "user", "--item-col", "item",
+              "--time-col", "stamp", "--rating-col", "stars", "--models", "pop,itemknn",
+              "--split", "ro:0.8,0.1,0.1", "--seed", "7", "--output", str(report),
+              "--plot", str(plot), "--bootstrap", "200"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads(report.read_text())
+    assert doc["dataset"] == str(path) and doc["seed"] == 7 and doc["split"] == "ro:0.8,0.1,0.1"
+    for model in ("pop", "itemknn"):
+        entry = doc["models"][model]
+        for key in ("ndcg@10", "recall@10", "mrr@10", "hit@10", "precision@10", "map@10"):
+            lo, hi = entry["ci95"][key]
+            assert lo <= entry["metrics"][key] <= hi
+        assert entry["fit_seconds"] >= 0 and entry["eval_seconds"] > 0
+    assert doc["comparisons"][0]["a"] == "pop" and doc["comparisons"][0]["b"] == "itemknn"
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_evaluate_bad_inputs_fail_cleanly(tmp_path) -> None:
+    path = _write_csv(tmp_path)
+    cases = [
+        (["--user-col", "nope", "--item-col", "item"], "nope"),
+        (["--user-col", "user", "--item-col", "item", "--models", "magic"], "unknown model"),
+        (["--user-col", "user", "--item-col", "item", "--k", "0"], "positive"),
+        (["--user-col", "user", "--item-col", "item", "--split", "zz:1"], "unknown split"),
+        ([], "--user-col"),
+    ]
+    for extra, message in cases:
+        report = tmp_path / "never.json"
+        out = runner.invoke(
+            app, ["evaluate", "--dataset", str(path), "--output", str(report), *extra]
+        )
+        assert out.exit_code == 2, (extra, out.output)
+        assert message in out.output, (extra, out.output)
+        assert not report.exists()
+
+
+def test_evaluate_unknown_dataset_name(tmp_path) -> None:
+    out = runner.invoke(app, ["evaluate", "--dataset", "ml-100k", "--cache-dir", str(tmp_path)])
+    assert out.exit_code == 2
+    assert "recfunnel datasets fetch ml-100k" in " ".join(out.output.split())
