@@ -144,9 +144,7 @@ def temporal_split(
     return _from_labels(interactions, labels, 3)
 
 
-def leave_last_out(
-    interactions: InteractionMatrix, *, k: int = 1, valid: bool = True
-) -> Split:
+def leave_last_out(interactions: InteractionMatrix, *, k: int = 1, valid: bool = True) -> Split:
     """Each user's last ``k`` interactions by time go to test, the ``k`` before to valid.
 
     Users with too few interactions keep at least one row in train. Ties in time are broken by
