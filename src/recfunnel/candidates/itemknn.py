@@ -14,7 +14,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.core.generator import CandidateGenerator
+from recfunnel.core.generator import CandidateGenerator, SideInfo
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.topk import topk
 
@@ -38,7 +38,7 @@ class ItemKNN(CandidateGenerator):
         self.shrink = shrink
         self.block_size = block_size
 
-    def _fit(self, interactions: InteractionMatrix) -> None:
+    def _fit(self, interactions: InteractionMatrix, side: SideInfo) -> None:
         if self.k <= 0:
             raise ConfigError(f"ItemKNN.k must be positive, got {self.k}")
         if self.shrink < 0:

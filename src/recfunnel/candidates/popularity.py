@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.core.generator import CandidateGenerator
+from recfunnel.core.generator import CandidateGenerator, SideInfo
 from recfunnel.core.matrix import InteractionMatrix
 
 
@@ -31,7 +31,7 @@ class Popularity(CandidateGenerator):
     def __init__(self, count: str = "users") -> None:
         self.count = count
 
-    def _fit(self, interactions: InteractionMatrix) -> None:
+    def _fit(self, interactions: InteractionMatrix, side: SideInfo) -> None:
         if self.count == "users":
             counts = np.asarray(self.seen_.sum(axis=0)).ravel()
         elif self.count == "events":

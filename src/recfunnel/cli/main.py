@@ -155,6 +155,8 @@ def evaluate(
             ks=cutoffs,
             ties=ties,  # type: ignore[arg-type]
             n_bootstrap=bootstrap,
+            user_features=data.users,
+            item_features=data.items,
             progress=True,
         )
         payload = report.to_dict()

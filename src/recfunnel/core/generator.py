@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import scipy.sparse as sp
 
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
@@ -32,6 +33,15 @@ from recfunnel.core.topk import topk
 
 ARTIFACT_FORMAT = "recfunnel.CandidateGenerator"
 ARTIFACT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class SideInfo:
+    """Optional inputs to ``fit`` beyond the training interactions."""
+
+    valid: InteractionMatrix | None = None
+    user_features: pd.DataFrame | None = None
+    item_features: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -61,8 +71,11 @@ class CandidateGenerator(ABC):
 
     # ---- the contract -------------------------------------------------------------------
     @abstractmethod
-    def _fit(self, interactions: InteractionMatrix) -> None:
-        """Learn from ``interactions`` (``users_``, ``items_`` and ``seen_`` are already set)."""
+    def _fit(self, interactions: InteractionMatrix, side: SideInfo) -> None:
+        """Learn from ``interactions`` (``users_``, ``items_`` and ``seen_`` are already set).
+
+        ``side`` carries what some models use and others ignore: validation interactions
+        (early stopping) and user / item attribute tables (feature-based models)."""
 
     @abstractmethod
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -102,14 +115,30 @@ class CandidateGenerator(ABC):
         return f"{type(self).__name__}({args})"
 
     # ---- derived behaviour --------------------------------------------------------------
-    def fit(self, interactions: InteractionMatrix) -> Self:
-        """Learn from ``interactions``; returns ``self``."""
+    def fit(
+        self,
+        interactions: InteractionMatrix,
+        *,
+        valid: InteractionMatrix | None = None,
+        user_features: pd.DataFrame | None = None,
+        item_features: pd.DataFrame | None = None,
+    ) -> Self:
+        """Learn from ``interactions``; returns ``self``.
+
+        ``valid`` (same indexes) is only used by models that early-stop on it; never pass test
+        data. ``user_features`` / ``item_features`` are attribute tables keyed by ``user_id`` /
+        ``item_id`` columns, used by feature-based models.
+        """
         if len(interactions) == 0:
             raise ConfigError(f"{type(self).__name__}.fit: no interactions to learn from")
+        if valid is not None and (
+            valid.users != interactions.users or valid.items != interactions.items
+        ):
+            raise ConfigError("valid must share the user and item indexes of the training data")
         self.users_ = interactions.users
         self.items_ = interactions.items
         self.seen_ = interactions.to_csr(binary=True)
-        self._fit(interactions)
+        self._fit(interactions, SideInfo(valid, user_features, item_features))
         return self
 
     def _check_fitted(self) -> None:

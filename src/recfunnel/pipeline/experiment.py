@@ -7,6 +7,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pandas as pd
+
 from recfunnel.candidates import make_generator
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.data.splits import make_split
@@ -28,9 +30,14 @@ def run_experiment(
     ties: TieRule = "index",
     n_bootstrap: int = 1000,
     model_params: Mapping[str, Mapping[str, Any]] | None = None,
+    user_features: pd.DataFrame | None = None,
+    item_features: pd.DataFrame | None = None,
     progress: bool = False,
 ) -> EvaluationReport:
-    """Fit and evaluate ``models`` (registry names) on one split of ``interactions``."""
+    """Fit and evaluate ``models`` (registry names) on one split of ``interactions``.
+
+    Models see the train part, the validation part (for early stopping only) and the side
+    tables; the test part is used for nothing but the final evaluation."""
     opts = options or MetricOptions()
     parts = make_split(interactions, split, seed=seed)
     generators = [make_generator(m, **dict((model_params or {}).get(m, {}))) for m in models]
@@ -60,7 +67,12 @@ def run_experiment(
     )
     for name, generator in zip(models, generators, strict=True):
         started = time.perf_counter()
-        generator.fit(parts.train)
+        generator.fit(
+            parts.train,
+            valid=parts.valid if len(parts.valid) else None,
+            user_features=user_features,
+            item_features=item_features,
+        )
         fit_seconds = time.perf_counter() - started
         result = evaluate(
             generator,
