@@ -162,7 +162,7 @@ def evaluate(
         payload = report.to_dict()
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
-    Console().print(report.render_table(payload))
+    Console(width=max(100, Console().width)).print(report.render_table(payload))
     for cmp in payload["comparisons"]:
         lo, hi = cmp["ci95"]
         typer.echo(

@@ -85,25 +85,27 @@ class EvaluationReport:
         write_json_atomic(Path(path), payload if payload is not None else self.to_dict())
 
     def render_table(self, payload: dict[str, Any] | None = None) -> Any:
-        """A rich ``Table``: one row per model, mean and 95% interval per metric."""
+        """A rich ``Table``: one row per metric, one column per model (mean [95% CI])."""
         from rich.table import Table
 
         doc = payload if payload is not None else self.to_dict()
         table = Table(title=f"{doc['dataset']} · split {doc['split']} · seed {doc['seed']}")
-        table.add_column("model")
-        names = list(next(iter(doc["models"].values()))["metrics"]) if doc["models"] else []
+        table.add_column("metric")
+        models = doc["models"]
+        for model in models:
+            table.add_column(f"{model}\nmean [95% CI]", justify="right")
+        names = list(next(iter(models.values()))["metrics"]) if models else []
         for n in names:
-            table.add_column(n, justify="right")
-        table.add_column("fit s", justify="right")
-        table.add_column("eval s", justify="right")
-        for model, entry in doc["models"].items():
             cells = []
-            for n in names:
+            for entry in models.values():
                 lo, hi = entry["ci95"][n]
-                cells.append(f"{entry['metrics'][n]:.4f}\n[{lo:.4f}, {hi:.4f}]")
-            table.add_row(
-                model, *cells, f"{entry['fit_seconds']:.2f}", f"{entry['eval_seconds']:.2f}"
-            )
+                cells.append(f"{entry['metrics'][n]:.4f} [{lo:.4f}, {hi:.4f}]")
+            table.add_row(n, *cells)
+        for key in ("coverage",):
+            for n in next(iter(models.values()))[key] if models else []:
+                table.add_row(n, *(f"{e[key][n]:.4f}" for e in models.values()))
+        table.add_row("fit seconds", *(f"{e['fit_seconds']:.2f}" for e in models.values()))
+        table.add_row("eval seconds", *(f"{e['eval_seconds']:.2f}" for e in models.values()))
         return table
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
