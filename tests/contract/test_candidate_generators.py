@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recfunnel.candidates import GENERATORS, load_generator, make_generator
+from recfunnel.candidates import REGISTRY, load_generator, make_generator
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError, UnknownIdError
 from recfunnel.core.generator import CandidateGenerator
 from recfunnel.core.matrix import InteractionMatrix
@@ -37,7 +37,7 @@ def block_data(n_blocks: int = 4, users_per_block: int = 6, items_per_block: int
     return InteractionMatrix.from_arrays(users, items), withheld
 
 
-@pytest.fixture(params=sorted(GENERATORS))
+@pytest.fixture(params=sorted(REGISTRY))
 def name(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -1,17 +1,38 @@
-"""Candidate generators, one per module, and the registry that names them."""
+"""Candidate generators, one per module, and the registry that names them.
+
+The registry maps a name to ``"module:Class"`` and imports lazily, so asking for ``pop`` never
+pays for importing torch.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+from pathlib import Path
 from typing import Any
 
-from recfunnel.candidates.itemknn import ItemKNN
-from recfunnel.candidates.popularity import Popularity
 from recfunnel.core.errors import ArtifactError, ConfigError
 from recfunnel.core.generator import CandidateGenerator, read_manifest
 
-#: Registry name -> class. Artefacts name their class here; nothing is imported by path.
-GENERATORS: dict[str, type[CandidateGenerator]] = {cls.name: cls for cls in (Popularity, ItemKNN)}
+#: Registry name -> "module:Class". Artefacts name their kind here; nothing is imported by a
+#: path that a file supplies.
+REGISTRY: dict[str, str] = {
+    "pop": "recfunnel.candidates.popularity:Popularity",
+    "itemknn": "recfunnel.candidates.itemknn:ItemKNN",
+}
+
+
+def generator_class(name: str) -> type[CandidateGenerator]:
+    """The class registered under ``name``."""
+    key = name.strip().lower()
+    try:
+        module, _, cls_name = REGISTRY[key].partition(":")
+    except KeyError:
+        raise ConfigError(
+            f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}"
+        ) from None
+    cls: type[CandidateGenerator] = getattr(importlib.import_module(module), cls_name)
+    return cls
 
 
 def make_generator(name: str, **params: Any) -> CandidateGenerator:
@@ -20,24 +41,25 @@ def make_generator(name: str, **params: Any) -> CandidateGenerator:
     >>> make_generator("itemknn", k=50)
     ItemKNN(k=50, shrink=0.0, block_size=1024)
     """
-    try:
-        cls = GENERATORS[name.strip().lower()]
-    except KeyError:
-        raise ConfigError(
-            f"unknown model {name!r}; available: {', '.join(sorted(GENERATORS))}"
-        ) from None
-    return cls(**params)
+    return generator_class(name)(**params)
 
 
 def load_generator(path: str | os.PathLike[str]) -> CandidateGenerator:
     """Load a saved generator of any registered kind."""
-    from pathlib import Path
-
     manifest = read_manifest(path)
-    cls = GENERATORS.get(manifest.get("model", ""))
-    if cls is None:
-        raise ArtifactError(f"{path}: unknown model kind {manifest.get('model')!r}")
-    return cls._from_artifact(Path(path), manifest)
+    kind = manifest.get("model", "")
+    if kind not in REGISTRY:
+        raise ArtifactError(f"{path}: unknown model kind {kind!r}")
+    return generator_class(kind)._from_artifact(Path(path), manifest)
 
 
-__all__ = ["GENERATORS", "ItemKNN", "Popularity", "load_generator", "make_generator"]
+def __getattr__(name: str) -> Any:
+    # `from recfunnel.candidates import ItemKNN` keeps working without eager imports.
+    for spec in REGISTRY.values():
+        module, _, cls_name = spec.partition(":")
+        if cls_name == name:
+            return getattr(importlib.import_module(module), cls_name)
+    raise AttributeError(name)
+
+
+__all__ = ["REGISTRY", "generator_class", "load_generator", "make_generator"]

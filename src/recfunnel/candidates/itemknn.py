@@ -14,7 +14,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.core.generator import CandidateGenerator, SideInfo
+from recfunnel.core.generator import CandidateGenerator, SearchSpace, SideInfo
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.topk import topk
 
@@ -32,6 +32,10 @@ class ItemKNN(CandidateGenerator):
     """
 
     name: ClassVar[str] = "itemknn"
+    search_space: ClassVar[SearchSpace] = {
+        "k": ("int", 10, 1000, "log"),
+        "shrink": ("float", 0.0, 100.0, "linear"),
+    }
 
     def __init__(self, k: int = 100, shrink: float = 0.0, block_size: int = 1024) -> None:
         self.k = k

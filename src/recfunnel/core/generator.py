@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -55,6 +55,11 @@ class ScoredList:
         return len(self.ids)
 
 
+#: A hyper-parameter search space: name -> ("int" | "float", low, high, "log" | "linear") or
+#: ("categorical", [choices]). Tuners (e.g. Optuna) translate it; core stays library-free.
+SearchSpace = dict[str, tuple[Any, ...]]
+
+
 class CandidateGenerator(ABC):
     """Base class of every candidate generator.
 
@@ -64,6 +69,8 @@ class CandidateGenerator(ABC):
 
     #: Registry name, e.g. ``"itemknn"``; used in artefacts and on the command line.
     name: ClassVar[str]
+    #: The key hyper-parameters worth tuning on validation data, and their ranges.
+    search_space: ClassVar[SearchSpace] = {}
 
     users_: IdIndex
     items_: IdIndex
@@ -245,6 +252,25 @@ class CandidateGenerator(ABC):
         )
         model._set_state(arrays)
         return model
+
+
+@runtime_checkable
+class EmbeddingModel(Protocol):
+    """A generator whose scores are inner products of user and item vectors.
+
+    ``score(u, i) = user_vectors([u]) @ item_vectors()[i]`` (after normalisation when
+    ``metric == "cosine"``), which lets a vector index replace the dense scoring.
+    """
+
+    metric: str  # "dot" or "cosine"
+
+    def user_vectors(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
+        """``B x d`` vectors of known users."""
+        ...
+
+    def item_vectors(self) -> npt.NDArray[np.float32]:
+        """``n_items x d`` vectors, row = item index."""
+        ...
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
