@@ -214,9 +214,7 @@ def run_recfunnel(args: argparse.Namespace, ex: Exchange) -> tuple[list[float], 
     # Like RecBole's eval dataloader (built before Trainer.evaluate is timed), the protocol's
     # masks and lookups are prepared once per split; its build time is reported apart.
     t0 = time.perf_counter()
-    protocol = FullRanking(
-        ex.parts["test"], train=ex.parts["train"], exclude=[ex.parts["valid"]]
-    )
+    protocol = FullRanking(ex.parts["test"], train=ex.parts["train"], exclude=[ex.parts["valid"]])
     console.print(f"FullRanking set-up (once per split): {time.perf_counter() - t0:.3f} s")
     kw: dict[str, Any] = {"ks": tuple(args.topk), "metrics": METRICS}
     if args.recfunnel_batch_size:
