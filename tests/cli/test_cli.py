@@ -142,3 +142,60 @@ def test_evaluate_unknown_dataset_name(tmp_path) -> None:
     out = runner.invoke(app, ["evaluate", "--dataset", "ml-100k", "--cache-dir", str(tmp_path)])
     assert out.exit_code == 2
     assert "recfunnel datasets fetch ml-100k" in " ".join(out.output.split())
+
+
+def test_train_then_recommend(tmp_path) -> None:
+    path = _write_csv(tmp_path)
+    model_dir = tmp_path / "model"
+    out = runner.invoke(
+        app, ["train", "--model", "itemknn", "--dataset", str(path), "--user-col", "user",
+              "--item-col", "item", "--output", str(model_dir), "--param", "k=5"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads((model_dir / "manifest.json").read_text())["params"]["k"] == 5
+    out = runner.invoke(
+        app, ["recommend", "--model", str(model_dir), "--user", "u1", "--item", "i3",
+              "-n", "4", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert len(doc["user:u1"]) == 4 and len(doc["item:i3"]) == 4
+    assert all(row["item_id"] != "i3" for row in doc["item:i3"])
+    from recfunnel.candidates import load_generator
+
+    expected = load_generator(model_dir).recommend(["u1"], n=4)[0].ids
+    assert [row["item_id"] for row in doc["user:u1"]] == list(expected)
+
+
+def test_train_and_recommend_errors(tmp_path) -> None:
+    path = _write_csv(tmp_path)
+    base = ["--dataset", str(path), "--user-col", "user", "--item-col", "item"]
+    out = runner.invoke(
+        app, ["train", "--model", "itemknn", *base, "--output", str(tmp_path / "m"),
+              "--param", "bogus=1"],
+    )  # fmt: skip
+    assert out.exit_code == 2 and "no parameter(s) ['bogus']" in out.output
+    assert not (tmp_path / "m").exists()
+    out = runner.invoke(app, ["recommend", "--model", str(tmp_path / "nowhere"), "--user", "u1"])
+    assert out.exit_code == 2 and "manifest.json missing" in out.output
+    runner.invoke(app, ["train", "--model", "pop", *base, "--output", str(tmp_path / "p")])
+    out = runner.invoke(app, ["recommend", "--model", str(tmp_path / "p"), "--user", "ghost"])
+    assert out.exit_code == 2 and "ghost" in out.output
+
+
+def test_evaluate_with_tuning_reports_trials(tmp_path) -> None:
+    path = _write_csv(tmp_path)
+    report = tmp_path / "r.json"
+    out = runner.invoke(
+        app, ["evaluate", "--dataset", str(path), "--user-col", "user", "--item-col", "item",
+              "--models", "itemknn", "--tune", "3", "--bootstrap", "50", "--output", str(report),
+              "--param", "itemknn.block_size=16"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    entry = json.loads(report.read_text())["models"]["itemknn"]
+    tuning = entry["tuning"]
+    assert tuning["n_trials"] == 3 and len(tuning["trials"]) == 3
+    assert "validation" in tuning["objective"]
+    assert tuning["best_value"] == max(t["value"] for t in tuning["trials"])
+    assert entry["params"]["k"] == tuning["best_params"]["k"]
+    assert entry["params"]["block_size"] == 16

@@ -41,7 +41,13 @@ def make_generator(name: str, **params: Any) -> CandidateGenerator:
     >>> make_generator("itemknn", k=50)
     ItemKNN(k=50, shrink=0.0, block_size=1024)
     """
-    return generator_class(name)(**params)
+    cls = generator_class(name)
+    unknown = sorted(set(params) - set(cls._param_names()))
+    if unknown:
+        raise ConfigError(
+            f"{cls.__name__} has no parameter(s) {unknown}; it takes {cls._param_names()}"
+        )
+    return cls(**params)
 
 
 def load_generator(path: str | os.PathLike[str]) -> CandidateGenerator:

@@ -51,6 +51,69 @@ def _split_list(value: str, what: str) -> list[str]:
     return items
 
 
+def _parse_value(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _parse_params(
+    items: list[str], models: list[str] | None = None
+) -> dict[str, dict[str, object]]:
+    """``["itemknn.k=50"]`` -> ``{"itemknn": {"k": 50}}``; without models, ``k=50`` is allowed."""
+    from recfunnel.core.errors import ConfigError
+
+    out: dict[str, dict[str, object]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--param {item!r}: expected NAME=VALUE")
+        model, dot, name = key.rpartition(".")
+        if models is not None and (not dot or model not in models):
+            raise ConfigError(f"--param {item!r}: expected MODEL.NAME=VALUE with MODEL in {models}")
+        out.setdefault(model, {})[name] = _parse_value(value)
+    return out
+
+
+def _load_matrix(
+    dataset: str,
+    cache_dir: Path | None,
+    user_col: str | None,
+    item_col: str | None,
+    time_col: str | None,
+    rating_col: str | None,
+    threshold: float | None,
+    k_core: int,
+) -> tuple[object, object]:
+    """Load a dataset by name or path and encode it, with the optional filters."""
+    from recfunnel.core.errors import ConfigError
+    from recfunnel.core.matrix import InteractionMatrix
+    from recfunnel.data.datasets import load
+    from recfunnel.data.splits import k_core as apply_k_core
+    from recfunnel.data.splits import threshold as apply_threshold
+
+    path = Path(dataset)
+    with console.status(f"loading {dataset}"):
+        if path.is_file():
+            from recfunnel.data.loaders import load_table
+
+            if not user_col or not item_col:
+                raise ConfigError("a CSV/Parquet dataset needs --user-col and --item-col")
+            data = load_table(
+                path, user_col=user_col, item_col=item_col, time_col=time_col,
+                rating_col=rating_col,
+            )  # fmt: skip
+        else:
+            data = load(dataset, cache_dir=_cache(cache_dir))
+        matrix = InteractionMatrix.from_dataset(data)
+    if threshold is not None:
+        matrix = apply_threshold(matrix, threshold)
+    if k_core > 0:
+        matrix = apply_k_core(matrix, user_k=k_core, item_k=k_core)
+    return data, matrix
+
+
 @datasets_app.command("fetch")
 def datasets_fetch(
     name: Annotated[str, typer.Argument(help="ml-100k or ml-1m")],
@@ -111,14 +174,18 @@ def evaluate(
     ] = 0,
     ties: Annotated[str, typer.Option(help="index | trec | optimistic | pessimistic")] = "index",
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% CIs.")] = 1000,
+    tune: Annotated[
+        int,
+        typer.Option(help="Bayesian-optimisation trials per model on the validation split."),
+    ] = 0,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="A model parameter, MODEL.NAME=VALUE (repeatable), e.g. itemknn.k=50"),
+    ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Fit models on the train split and evaluate them by full ranking on the test split."""
     from recfunnel.core.errors import ConfigError
-    from recfunnel.core.matrix import InteractionMatrix
-    from recfunnel.data.datasets import load
-    from recfunnel.data.splits import k_core as apply_k_core
-    from recfunnel.data.splits import threshold as apply_threshold
     from recfunnel.pipeline.experiment import run_experiment
 
     try:
@@ -128,28 +195,17 @@ def evaluate(
     except ValueError as exc:
         _fail(exc if isinstance(exc, RecfunnelError) else ConfigError(f"--k: {exc}"))
     try:
-        path = Path(dataset)
-        with console.status(f"loading {dataset}"):
-            if path.is_file():
-                from recfunnel.data.loaders import load_table
-
-                if not user_col or not item_col:
-                    raise ConfigError("a CSV/Parquet dataset needs --user-col and --item-col")
-                data = load_table(
-                    path, user_col=user_col, item_col=item_col, time_col=time_col,
-                    rating_col=rating_col,
-                )  # fmt: skip
-            else:
-                data = load(dataset, cache_dir=_cache(cache_dir))
-            matrix = InteractionMatrix.from_dataset(data)
-        if threshold is not None:
-            matrix = apply_threshold(matrix, threshold)
-        if k_core > 0:
-            matrix = apply_k_core(matrix, user_k=k_core, item_k=k_core)
+        model_names = _split_list(models, "model")
+        model_params = _parse_params(param or [], model_names)
+        data, matrix = _load_matrix(
+            dataset, cache_dir, user_col, item_col, time_col, rating_col, threshold, k_core
+        )
         report = run_experiment(
             matrix,
             dataset=dataset,
-            models=_split_list(models, "model"),
+            models=model_names,
+            model_params=model_params,
+            tune_trials=tune,
             split=split,
             seed=seed,
             ks=cutoffs,
@@ -176,6 +232,105 @@ def evaluate(
     if plot is not None:
         report.plot(plot)
         console.print(f"plot: {plot}")
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Model name, e.g. itemknn.")],
+    dataset: Annotated[str, typer.Option(help="Dataset name or path, as for evaluate.")],
+    output: Annotated[Path, typer.Option(help="Directory to write the model artefact to.")],
+    param: Annotated[
+        list[str] | None, typer.Option(help="A model parameter NAME=VALUE (repeatable).")
+    ] = None,
+    valid_fraction: Annotated[
+        float,
+        typer.Option(help="Per-user share held out for early stopping (models that use it)."),
+    ] = 0.0,
+    seed: Annotated[int, typer.Option(help="Seed of the validation hold-out.")] = 2020,
+    user_col: Annotated[str | None, typer.Option(help="User column of a CSV/Parquet file.")] = None,
+    item_col: Annotated[str | None, typer.Option(help="Item column of a CSV/Parquet file.")] = None,
+    time_col: Annotated[str | None, typer.Option(help="Timestamp column (optional).")] = None,
+    rating_col: Annotated[str | None, typer.Option(help="Rating column (optional).")] = None,
+    threshold: Annotated[float | None, typer.Option(help="Keep values >= this.")] = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Fit a model on a whole dataset and save it (arrays + JSON manifest)."""
+    import time
+
+    from recfunnel.candidates import make_generator
+    from recfunnel.core.errors import ConfigError
+    from recfunnel.data.splits import random_split
+
+    try:
+        params = _parse_params(param or []).get("", {})
+        if not 0.0 <= valid_fraction < 1.0:
+            raise ConfigError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
+        generator = make_generator(model, **params)
+        data, matrix = _load_matrix(
+            dataset, cache_dir, user_col, item_col, time_col, rating_col, threshold, 0
+        )
+        valid = None
+        train_part = matrix
+        if valid_fraction > 0:
+            parts = random_split(matrix, (1 - valid_fraction, valid_fraction), seed=seed)
+            train_part, valid = parts.train, parts.test
+        started = time.perf_counter()
+        with console.status(f"training {model} on {len(train_part):,} interactions"):
+            generator.fit(
+                train_part,  # type: ignore[arg-type]
+                valid=valid,  # type: ignore[arg-type]
+                user_features=getattr(data, "users", None),
+                item_features=getattr(data, "items", None),
+            )
+        path = generator.save(output)
+    except (RecfunnelError, OSError, TypeError) as exc:
+        _fail(exc)
+    console.print(f"{model}: trained in {time.perf_counter() - started:.2f} s, saved to {path}")
+
+
+@app.command()
+def recommend(
+    model: Annotated[Path, typer.Option(help="A directory written by `recfunnel train`.")],
+    user: Annotated[list[str] | None, typer.Option(help="User id (repeatable).")] = None,
+    item: Annotated[
+        list[str] | None, typer.Option(help="Item id for similar items (repeatable).")
+    ] = None,
+    n: Annotated[int, typer.Option("-n", "--n", help="How many to return.")] = 10,
+    include_seen: Annotated[bool, typer.Option(help="Do not filter already seen items.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Recommend items for users (or similar items) with a saved model."""
+    from recfunnel.candidates import load_generator
+    from recfunnel.core.errors import ConfigError
+
+    try:
+        if not user and not item:
+            raise ConfigError("give --user or --item")
+        generator = load_generator(model)
+        out: dict[str, list[dict[str, object]]] = {}
+        if user:
+            lists = generator.recommend(user, n=n, exclude_seen=not include_seen)
+            out.update({f"user:{u}": _as_rows(r) for u, r in zip(user, lists, strict=True)})
+        if item:
+            lists = generator.similar_items(item, n=n)
+            out.update({f"item:{i}": _as_rows(r) for i, r in zip(item, lists, strict=True)})
+    except (RecfunnelError, OSError) as exc:
+        _fail(exc)
+    if as_json:
+        json.dump(out, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    for key, rows in out.items():
+        typer.echo(key)
+        for rank, row in enumerate(rows, start=1):
+            typer.echo(f"  {rank:>3}. {row['item_id']}\t{row['score']:.4f}")
+
+
+def _as_rows(scored: object) -> list[dict[str, object]]:
+    return [
+        {"item_id": i, "score": s}
+        for i, s in zip(scored.ids, scored.scores, strict=True)  # type: ignore[attr-defined]
+    ]
 
 
 @app.command()

@@ -17,6 +17,7 @@ class ModelEntry:
     result: EvaluationResult
     fit_seconds: float
     params: dict[str, Any] = field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
 
 
 @dataclass
@@ -69,6 +70,8 @@ class EvaluationReport:
                 "n_users": len(r.users),
                 "params": entry.params,
             }
+            if entry.tuning is not None:
+                models[name]["tuning"] = entry.tuning
         return {
             "dataset": self.dataset,
             "split": self.split,

@@ -9,12 +9,13 @@ from typing import Any
 
 import pandas as pd
 
-from recfunnel.candidates import make_generator
+from recfunnel.candidates import generator_class, make_generator
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.data.splits import make_split
 from recfunnel.evaluation.harness import DEFAULT_METRICS, TieRule, evaluate
 from recfunnel.evaluation.metrics import MetricOptions
 from recfunnel.evaluation.report import EvaluationReport, ModelEntry
+from recfunnel.pipeline.tuning import tune
 
 
 def run_experiment(
@@ -32,15 +33,37 @@ def run_experiment(
     model_params: Mapping[str, Mapping[str, Any]] | None = None,
     user_features: pd.DataFrame | None = None,
     item_features: pd.DataFrame | None = None,
+    tune_trials: int = 0,
     progress: bool = False,
 ) -> EvaluationReport:
     """Fit and evaluate ``models`` (registry names) on one split of ``interactions``.
 
-    Models see the train part, the validation part (for early stopping only) and the side
-    tables; the test part is used for nothing but the final evaluation."""
+    Models see the train part, the validation part (for early stopping and, with
+    ``tune_trials`` > 0, Bayesian hyper-parameter search) and the side tables; the test part is
+    used for nothing but the final evaluation."""
     opts = options or MetricOptions()
     parts = make_split(interactions, split, seed=seed)
-    generators = [make_generator(m, **dict((model_params or {}).get(m, {}))) for m in models]
+    params = {m: dict((model_params or {}).get(m, {})) for m in models}
+    tuning: dict[str, Any] = {}
+    if tune_trials > 0:
+        primary = f"{metrics[0]}@{ks[0]}" if "@" not in metrics[0] else metrics[0]
+        for m in models:
+            if not generator_class(m).search_space:
+                continue
+            result = tune(
+                m,
+                parts,
+                n_trials=tune_trials,
+                metric=primary,
+                seed=seed,
+                fixed_params=params[m],
+                user_features=user_features,
+                item_features=item_features,
+                progress=progress,
+            )
+            params[m] = result.best_params
+            tuning[m] = result.to_dict()
+    generators = [make_generator(m, **params[m]) for m in models]
     report = EvaluationReport(
         dataset=dataset,
         split=split,
@@ -86,5 +109,7 @@ def run_experiment(
             curves_to=max(max(ks), 20),
             progress=progress,
         )
-        report.models[name] = ModelEntry(result, fit_seconds, generator.get_params())
+        report.models[name] = ModelEntry(
+            result, fit_seconds, generator.get_params(), tuning=tuning.get(name)
+        )
     return report
