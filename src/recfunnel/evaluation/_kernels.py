@@ -95,6 +95,15 @@ def _compile(identity: bool) -> Any:
     return kernel
 
 
+def warm_up() -> None:
+    """Compile (or load from numba's on-disk cache) the default kernel, so that timings taken
+    afterwards measure evaluation rather than a one-off compilation."""
+    empty = np.zeros(1, np.int64)
+    masked_topk(
+        np.zeros((1, 1), np.float32), 1, empty, (empty, empty[:0]), (empty, empty[:0], np.zeros(0))
+    )
+
+
 def masked_topk(
     scores: npt.NDArray[np.floating],
     k: int,

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.generator import CandidateGenerator
 from recfunnel.core.matrix import InteractionMatrix
-from recfunnel.evaluation._kernels import masked_topk
+from recfunnel.evaluation._kernels import masked_topk, warm_up
 from recfunnel.evaluation.bootstrap import bootstrap_ci
 from recfunnel.evaluation.metrics import MetricOptions, parse_metric, ranking_metrics
 
@@ -131,6 +131,7 @@ class FullRanking:
         )
         self.n_relevant = np.diff(target.indptr)
         self.users = np.flatnonzero(self.n_relevant > 0).astype(np.int64)
+        warm_up()
 
     def evaluate(
         self,
