@@ -98,10 +98,12 @@ def _compile(identity: bool) -> Any:
 def warm_up() -> None:
     """Compile (or load from numba's on-disk cache) the default kernel, so that timings taken
     afterwards measure evaluation rather than a one-off compilation."""
-    empty = np.zeros(1, np.int64)
+    indptr = np.zeros(2, np.int64)  # one user with nothing masked and no target
+    none = np.zeros(0, np.int64)
     masked_topk(
-        np.zeros((1, 1), np.float32), 1, empty, (empty, empty[:0]), (empty, empty[:0], np.zeros(0))
-    )
+        np.zeros((1, 1), np.float32), 1, np.zeros(1, np.int64), (indptr, none),
+        (indptr, none, np.zeros(0)),
+    )  # fmt: skip
 
 
 def masked_topk(
