@@ -19,6 +19,11 @@ from recfunnel.core.generator import CandidateGenerator, read_manifest
 REGISTRY: dict[str, str] = {
     "pop": "recfunnel.candidates.popularity:Popularity",
     "itemknn": "recfunnel.candidates.itemknn:ItemKNN",
+    "ease": "recfunnel.candidates.ease:EASE",
+    "als": "recfunnel.candidates.als:ALS",
+    "bpr": "recfunnel.candidates.bpr:BPR",
+    "lightgcn": "recfunnel.candidates.lightgcn:LightGCN",
+    "two_tower": "recfunnel.candidates.two_tower:TwoTower",
 }
 
 
