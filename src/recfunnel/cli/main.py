@@ -10,6 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from recfunnel.cli.abtest_cmd import abtest_app
+from recfunnel.cli.drift_cmd import drift
+from recfunnel.cli.drift_stream_cmd import drift_stream
+from recfunnel.cli.index_cmd import index_bench
 from recfunnel.core.errors import RecfunnelError
 
 app = typer.Typer(
@@ -388,6 +392,14 @@ def metrics(
                 typer.echo(f"{m}\t{q}\t{v[i]:.4f}")
     for m, v in means.items():
         typer.echo(f"{m}\tall\t{v:.4f}")
+
+
+# Operating and index commands live in their own modules; registered here, after the core
+# commands, so that ``--help`` lists the main workflow first.
+app.command("index-bench")(index_bench)
+app.command("drift")(drift)
+app.command("drift-stream")(drift_stream)
+app.add_typer(abtest_app, name="abtest")
 
 
 if __name__ == "__main__":  # pragma: no cover
