@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from recfunnel.cli.abtest_cmd import abtest_app
+from recfunnel.cli.bias_variance_cmd import bias_variance
 from recfunnel.cli.drift_cmd import drift
 from recfunnel.cli.drift_stream_cmd import drift_stream
 from recfunnel.cli.index_cmd import index_bench
@@ -400,6 +401,7 @@ app.command("index-bench")(index_bench)
 app.command("drift")(drift)
 app.command("drift-stream")(drift_stream)
 app.add_typer(abtest_app, name="abtest")
+app.command("bias-variance")(bias_variance)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -108,6 +108,10 @@ class IVFPQIndex(FaissIndex):
         self._quantizer = quantizer
         index.cp.seed = self.seed
         index.pq.cp.seed = self.seed + 1
+        # FAISS prints a warning on stderr for every sub-quantiser when it has fewer than 39
+        # training points per code; a small catalogue is accepted knowingly (the codebooks are
+        # then as good as the data allows, which recall@k reports), so ask for what we have.
+        index.pq.cp.min_points_per_centroid = max(1, min(39, train_n // 2**self.nbits))
         if train_n < n:
             rng = np.random.default_rng(self.seed)
             sample = vectors[np.sort(rng.choice(n, size=train_n, replace=False))]
