@@ -14,6 +14,10 @@ Protocol (per dataset, everything seeded):
    user, percentile bootstrap 95% intervals over users, and the paired difference two-tower -
    popularity with its own bootstrap interval. Popularity is fitted on all training users'
    interactions and ranks the most popular items not in the revealed history.
+5. The two-tower's popularity prior (``popularity_prior="auto"``, see
+   :class:`~recfunnel.candidates.two_tower.TwoTower`) is part of the model: its two weights
+   (no history / a short one) are selected inside ``fit`` on the validation users of step 2,
+   never on the held-out users, and reported as ``popularity_prior``.
 
 ``--warm`` adds the standard warm-user comparison: ml-100k, per-user random split 8:1:1 with
 seed 2020 (RecBole's RO), NDCG@10 on test with train and validation items masked, the same
@@ -182,6 +186,7 @@ def cold_start(name: str, args: argparse.Namespace, params: dict[str, Any]) -> d
         "n_heldout_users": len(split.heldout_users),
         "n_items": len(split.items),
         "fit_seconds": round(fit_s, 1),
+        "popularity_prior": None if model.prior_ is None else model.prior_.tolist(),
         "k": {},
     }
     for k in args.ks:
@@ -236,6 +241,8 @@ def warm(args: argparse.Namespace, params: dict[str, Any]) -> dict[str, Any]:
             metrics=["ndcg", "recall"],
         )  # fmt: skip
         out[label] = _summary(res) | {"fit_seconds": round(fit_s, 1)}
+        if label == "two_tower" and model.prior_ is not None:
+            out[label]["popularity_prior"] = model.prior_.tolist()
     return out
 
 
@@ -248,7 +255,8 @@ def print_report(report: dict[str, Any]) -> None:
     for res in report["cold_start"]:
         print(
             f"\n## {res['dataset']}: {res['n_heldout_users']} held-out users, "
-            f"{res['n_train_users']} training users, fit {res['fit_seconds']} s"
+            f"{res['n_train_users']} training users, fit {res['fit_seconds']} s, "
+            f"popularity prior (cold, short) {res.get('popularity_prior')}"
         )
         print("| k | metric | two-tower [95% CI] | popularity [95% CI] | diff [95% CI] |")
         print("|---|---|---|---|---|")

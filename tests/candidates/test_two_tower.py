@@ -196,6 +196,7 @@ def test_save_load_gives_identical_vectors_for_new_features(fitted, tmp_path) ->
         loaded.item_vectors_from_features(new_items), model.item_vectors_from_features(new_items)
     )
     assert loaded.catalogue_ids().tolist() == model.catalogue_ids().tolist()
+    assert loaded.prior_.tolist() == model.prior_.tolist()
     assert loaded.recommend_new_users(new_users, n=5) == model.recommend_new_users(new_users, n=5)
     users = data.users.ids.tolist()
     assert loaded.recommend(users, n=5) == model.recommend(users, n=5)
@@ -210,18 +211,49 @@ def test_batch_of_new_users_equals_singles(fitted) -> None:
         np.testing.assert_array_equal(single[0], batch[r])
 
 
+def test_popularity_prior_known_answers() -> None:
+    # Popularity i0 > i1 > ... by construction (i_j taken by 12 - j users); no attributes.
+    u = [f"u{k}" for j in range(12) for k in range(12 - j)]
+    i = [f"i{j}" for j in range(12) for _ in range(12 - j)]
+    data = InteractionMatrix.from_arrays(u, i)
+    params = {"dim": 8, "hidden": 0, "min_steps": 30}
+    plain = TwoTower(**params, popularity_prior=0).fit(data)
+    model = TwoTower(**params, popularity_prior=(1e4, 0.5)).fit(data)
+    # Same training: the prior only adds a component, [T w(n)] for users and [log q] for items.
+    np.testing.assert_array_equal(model.item_vectors()[:, :-1], plain.item_vectors())
+    counts = np.bincount(data.item, minlength=12)
+    np.testing.assert_allclose(model.item_vectors()[:, -1], np.log(counts / len(data)), rtol=1e-6)
+    n = np.diff(data.to_csr().indptr)
+    w = 0.5 * (1 - np.log1p(np.minimum(n, 32)) / np.log1p(32))
+    np.testing.assert_allclose(model.user_vectors(np.arange(12))[:, -1], 0.05 * w, rtol=1e-5)
+    # A user with no history and no attributes: with a dominant cold weight, the ranking is the
+    # popularity order exactly, and the score is the trained one plus w log q.
+    recs = model.recommend_new_users(None, n=12, history=[[]])[0]
+    assert recs.ids == tuple(f"i{j}" for j in range(12))
+    cold = model.user_vectors_from_features(None, history=[[]])
+    base = plain.user_vectors_from_features(None, history=[[]])
+    np.testing.assert_allclose(cold[0, :-1], base[0])
+    assert cold[0, -1] == pytest.approx(0.05 * 1e4)
+    # Persisted with the artefact; "auto" without validation data leaves the trained scores.
+    assert TwoTower(**params).fit(data).prior_.tolist() == [0.0, 0.0]
+
+
 def test_ids_only_and_options() -> None:
     data, _, _ = taste_data(n_users=20, per_user=4)
     model = TwoTower(dim=16, normalize=False, item_bias=False, use_ids="both").fit(data)
-    assert model.metric == "dot" and model.user_vectors(np.arange(3)).shape == (3, 16)
+    # dim + the popularity-prior component (no bias component without item_bias).
+    assert model.metric == "dot" and model.user_vectors(np.arange(3)).shape == (3, 17)
     # No attributes were given at fit: new users are embedded from their history alone.
     recs = model.recommend_new_users(None, n=3, history=[["i0", "i2"]])
     assert len(recs[0]) == 3 and not {"i0", "i2"} & set(recs[0].ids)
     with pytest.raises(ConfigError, match="no input"):
         TwoTower(use_ids="users").fit(data)  # item tower: no ids and no attributes
-    assert TwoTower(normalize=True, item_bias=False).metric == "cosine"
+    assert TwoTower(normalize=True, item_bias=False, popularity_prior=0).metric == "cosine"
+    assert TwoTower(normalize=True, item_bias=False).metric == "dot"  # the prior component
     assert TwoTower(normalize="items", item_bias=True).metric == "dot"
-    for bad in ({"normalize": "l1"}, {"use_ids": "maybe"}, {"id_dropout": 1.0}, {"dim": 0}):
+    bads = ({"normalize": "l1"}, {"use_ids": "maybe"}, {"id_dropout": 1.0}, {"dim": 0},
+            {"popularity_prior": -1.0}, {"popularity_prior": "max"})  # fmt: skip
+    for bad in bads:
         with pytest.raises(ConfigError):
             TwoTower(**bad).fit(data)
 
@@ -236,6 +268,8 @@ def test_early_stopping_on_validation_is_deterministic() -> None:
     b = TwoTower(**params).fit(train, valid=valid, user_features=users, item_features=items)
     np.testing.assert_array_equal(a.user_vectors_, b.user_vectors_)
     np.testing.assert_array_equal(a.item_vectors_, b.item_vectors_)
+    # The popularity prior was selected on the validation users, from the grid.
+    assert a.prior_.tolist() == b.prior_.tolist() and len(a.prior_) == 2
 
 
 def _copy(model: TwoTower) -> TwoTower:

@@ -70,6 +70,22 @@ class TwoTower(CandidateGenerator):
     the best one, whose weights are kept. ``seed`` fixes every draw; torch runs on
     ``n_threads`` threads.
 
+    **Popularity prior** (``popularity_prior``). The logQ correction takes each item's
+    sampling share out of the training logits, and the learned scores keep only part of it (the
+    bias b(i) comes out a shrunken copy of log q_i): for a user the model knows little about,
+    ranking by them falls below plain popularity. Served scores add it back for such users:
+    logit(u, i) + w(n_u) log q_i, n_u the user's history length, with
+    w(0) = ``prior_[0]`` and w(n) = ``prior_[1]`` * (1 - log1p(min(n, max_history)) /
+    log1p(max_history)) otherwise (0 from ``max_history`` items on: well-known users keep the
+    trained scores). ``"auto"`` selects both weights on ``valid`` after training, each from
+    a small grid by NDCG@``eval_k``: ``prior_[0]`` with the validation users' histories
+    hidden (features only; all their items are the targets), ``prior_[1]`` with their
+    training items as the history (without ``valid``: 0, the trained scores). A number sets
+    both weights, a pair ``(cold, short)`` each; 0 turns the prior off (no extra vector
+    component). Vectors get one more component: ``T w(n_u)`` for users and log q_i for items
+    (the floor, one interaction's share, for items without training interactions, added ones
+    included), so serving stays one inner product.
+
     **Cold start**: :meth:`user_vectors_from_features`, :meth:`item_vectors_from_features`,
     :meth:`recommend_new_users`, :meth:`add_items` (new items join an extra catalogue; the
     contract's ``recommend`` / ``similar_items`` keep the training item index).
@@ -115,6 +131,7 @@ class TwoTower(CandidateGenerator):
         lr: float = 0.01,
         patience: int = 4,
         eval_k: int = 10,
+        popularity_prior: float | str | Sequence[float] = "auto",
         seed: int = 0,
         n_threads: int = 1,
         verbose: bool = False,
@@ -142,6 +159,7 @@ class TwoTower(CandidateGenerator):
         self.lr = lr
         self.patience = patience
         self.eval_k = eval_k
+        self.popularity_prior = popularity_prior
         self.seed = seed
         self.n_threads = n_threads
         self.verbose = verbose
@@ -171,13 +189,34 @@ class TwoTower(CandidateGenerator):
                 raise ConfigError(f"TwoTower.{p} must be in [0, 1), got {getattr(self, p)}")
         if not 0.0 <= self.short_history <= 1.0:
             raise ConfigError(f"TwoTower.short_history must be in [0, 1], got {self.short_history}")
+        self._prior_weights()
+
+    def _prior_weights(self) -> npt.NDArray[np.float64] | None:
+        """``popularity_prior`` as (cold, short) weights; None for ``"auto"``."""
+        p = self.popularity_prior
+        if isinstance(p, str):
+            if p != "auto":
+                raise ConfigError(f"TwoTower.popularity_prior must be 'auto' or >= 0, got {p!r}")
+            return None
+        w = np.broadcast_to(np.asarray(p, dtype=np.float64), (2,)).copy()
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ConfigError(f"TwoTower.popularity_prior must be 'auto' or >= 0, got {p!r}")
+        return w
+
+    def _prior_on(self) -> bool:
+        """Whether vectors carry the popularity-prior component (see ``popularity_prior``)."""
+        if hasattr(self, "prior_"):
+            return self.prior_ is not None
+        p = self.popularity_prior
+        return isinstance(p, str) or bool(np.any(np.asarray(p, dtype=np.float64) != 0))
 
     @property
     def metric(self) -> str:
-        """``"cosine"`` when vectors are unit-norm (``normalize`` without ``item_bias``), else
-        ``"dot"``: with the bias, vectors are ``[u, temperature]`` and ``[v, b]``."""
+        """``"cosine"`` when vectors are unit-norm (``normalize`` without ``item_bias`` and
+        without ``popularity_prior``), else ``"dot"``: with the bias, vectors are
+        ``[u, temperature]`` and ``[v, b]``, and the prior adds a component."""
         unit = self._normalized("user") and self._normalized("item")
-        return "cosine" if unit and not self.item_bias else "dot"
+        return "cosine" if unit and not self.item_bias and not self._prior_on() else "dot"
 
     def _normalized(self, tower: str) -> bool:
         """Whether ``tower`` L2-normalises its output (see ``normalize``)."""
@@ -217,6 +256,9 @@ class TwoTower(CandidateGenerator):
         i_tok, i_num = self.item_encoder_.encode(align(side.item_features, "item_id", items))
 
         early = _items_by_time(self.seen_, interactions) if self.early_history else None
+        fixed = self._prior_weights()
+        on = fixed is None or bool(np.any(fixed != 0))
+        self.prior_ = np.zeros(2) if on else None  # no prior while training and validating
         weights = _train(self, side.valid, early, u_tok, u_num, i_tok, i_num)
         # Rows no training row ever touched keep their random start; zeroing them makes an
         # unseen token (a new category value) count as nothing instead of as noise, and lets
@@ -237,6 +279,13 @@ class TwoTower(CandidateGenerator):
                 weights[name][~keep] = 0.0
         self.weights_ = weights
         self._refresh_vectors(u_tok, u_num, i_tok, i_num)
+        if on:
+            if fixed is not None:
+                self.prior_ = fixed
+            elif side.valid is not None and len(side.valid):
+                self.prior_ = _select_prior(self, side.valid.to_csr(), u_tok, u_num)
+            self._log(f"popularity prior (cold, short): {self.prior_.tolist()}")
+            self._refresh_vectors(u_tok, u_num, i_tok, i_num)
         self.extra_item_ids_ = np.zeros(0, dtype=str)
         self.extra_item_vectors_ = np.zeros((0, self.item_vectors_.shape[1]), np.float32)
 
@@ -300,7 +349,28 @@ class TwoTower(CandidateGenerator):
         if self.item_encoder_.n_fields:
             parts.append(self._fields("item", tokens))
         parts.append(numeric)
-        return self._mlp("item", np.concatenate(parts, axis=1).astype(np.float32))
+        out = self._mlp("item", np.concatenate(parts, axis=1).astype(np.float32))
+        if not self._prior_on():
+            return out
+        log_q = self._log_q() if ids is not None else np.full(n, self._log_q_floor())
+        return np.concatenate([out, log_q[:, None]], axis=1).astype(np.float32)
+
+    def _log_q(self) -> npt.NDArray[np.float64]:
+        """Each training item's log share of the training pairs (the logQ of training), the
+        share of one pair for items without any."""
+        counts = np.diff(self.seen_.tocsc().indptr).astype(np.float64)
+        out: npt.NDArray[np.float64] = np.log(np.maximum(counts, 1.0) / max(self.seen_.nnz, 1))
+        return out
+
+    def _log_q_floor(self) -> float:
+        return float(np.log(1.0 / max(self.seen_.nnz, 1)))
+
+    def _prior_column(self, count: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """``temperature * w(n)`` for history lengths ``count`` (see ``popularity_prior``)."""
+        cold, short = self.prior_ if self.prior_ is not None else (0.0, 0.0)
+        w = np.where(count > 0, short * (1.0 - history_scalar(count, self.max_history)), cold)
+        out: npt.NDArray[np.float64] = self.temperature * w
+        return out
 
     def _user_forward(
         self,
@@ -323,7 +393,11 @@ class TwoTower(CandidateGenerator):
         if self.user_encoder_.n_fields:
             parts.append(self._fields("user", tokens))
         parts.append(numeric)
-        return self._mlp("user", np.concatenate(parts, axis=1).astype(np.float32))
+        out = self._mlp("user", np.concatenate(parts, axis=1).astype(np.float32))
+        if not self._prior_on():
+            return out
+        prior = self._prior_column(np.diff(history.indptr).astype(np.float64))
+        return np.concatenate([out, prior[:, None]], axis=1).astype(np.float32)
 
     # ---- the contract -----------------------------------------------------------------------
     def user_vectors(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -356,6 +430,8 @@ class TwoTower(CandidateGenerator):
         state["item_vectors"] = self.item_vectors_
         state["extra_item_ids"] = np.asarray(self.extra_item_ids_, dtype=str)
         state["extra_item_vectors"] = self.extra_item_vectors_
+        if self.prior_ is not None:
+            state["popularity_prior"] = np.asarray(self.prior_, dtype=np.float64)
         return state
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -374,6 +450,8 @@ class TwoTower(CandidateGenerator):
         self.item_vectors_ = arrays["item_vectors"]
         self.extra_item_ids_ = arrays["extra_item_ids"].astype(str)
         self.extra_item_vectors_ = arrays["extra_item_vectors"]
+        prior = arrays.get("popularity_prior")
+        self.prior_ = None if prior is None else np.asarray(prior, dtype=np.float64)
 
     # ---- cold start -------------------------------------------------------------------------
     def user_vectors_from_features(
@@ -727,23 +805,79 @@ class _Adam:
 def _validation_ndcg(model: TwoTower, valid: sp.csr_matrix) -> float:
     """Mean NDCG@eval_k over the users with validation items, training items masked: the
     protocol of :func:`recfunnel.evaluation.harness.evaluate`, in plain NumPy."""
+    users = np.flatnonzero(np.diff(valid.indptr))
+    total = 0.0
+    for ub in _chunks(users, valid.shape[1]):
+        scores = _dot(model.user_vectors_[ub], model.item_vectors_)
+        total += _ndcg_sum(scores, model.seen_[ub], valid[ub], model.eval_k)
+    return total / max(len(users), 1)
+
+
+def _chunks(users: npt.NDArray[np.int64], n_items: int) -> list[npt.NDArray[np.int64]]:
+    step = max(1, (1 << 22) // max(n_items, 1))
+    return [users[start : start + step] for start in range(0, len(users), step)]
+
+
+def _ndcg_sum(
+    scores: npt.NDArray[np.float32], mask: sp.csr_matrix | None, rel: sp.csr_matrix, k: int
+) -> float:
+    """Sum over rows of NDCG@k of ``scores`` (items of ``mask`` excluded) against ``rel``."""
     from recfunnel.evaluation.metrics import ranking_metrics
 
+    scores = np.array(scores, dtype=np.float32, copy=True)
+    if mask is not None:
+        scores[np.repeat(np.arange(len(scores)), np.diff(mask.indptr)), mask.indices] = -np.inf
+    idx, _ = topk(scores, k)
+    dense = rel.toarray()
+    ranked = np.where(idx >= 0, np.take_along_axis(dense, np.maximum(idx, 0), axis=1), 0.0)
+    n_rel = np.diff(rel.indptr)
+    return float(ranking_metrics(ranked, n_rel, [f"ndcg@{k}"])[f"ndcg@{k}"].sum())
+
+
+#: Candidate weights of the popularity prior (see ``TwoTower.popularity_prior``).
+_PRIOR_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
+
+
+def _select_prior(
+    model: TwoTower, valid: sp.csr_matrix, u_tok: npt.NDArray[np.int64],
+    u_num: npt.NDArray[np.float32],
+) -> npt.NDArray[np.float64]:  # fmt: skip
+    """(cold, short) weights of the popularity prior with the best validation NDCG@eval_k.
+
+    Cold: each validation user from their attributes alone (no id, empty history), every item
+    of theirs (training and validation) a target, nothing masked. Short: the users' vectors from
+    their training items, those masked, the validation items the targets; the weight enters
+    scaled by 1 - history_scalar(n), as in serving. The first best weight of the grid wins.
+    """
     users = np.flatnonzero(np.diff(valid.indptr))
-    k = model.eval_k
-    total = 0.0
-    step = max(1, (1 << 22) // max(valid.shape[1], 1))
-    for start in range(0, len(users), step):
-        ub = users[start : start + step]
-        scores = _dot(model.user_vectors_[ub], model.item_vectors_)
+    n_items = valid.shape[1]
+    log_q = model._log_q()[None, :]
+    t = model.temperature
+    items = model.item_vectors_[:, :-1]  # without the prior component
+    grid = np.asarray(_PRIOR_GRID)
+    totals = np.zeros((2, len(grid)))
+    for ub in _chunks(users, n_items):
+        blank = sp.csr_matrix((len(ub), n_items), dtype=np.float32)
+        cold = model._user_forward(None, blank, u_tok[ub], u_num[ub])[:, :-1]
+        known = model.user_vectors_[ub][:, :-1]
         seen = model.seen_[ub]
-        scores[np.repeat(np.arange(len(ub)), np.diff(seen.indptr)), seen.indices] = -np.inf
-        idx, _ = topk(scores, k)
-        rel = valid[ub].toarray()
-        ranked = np.where(idx >= 0, np.take_along_axis(rel, np.maximum(idx, 0), axis=1), 0.0)
-        n_rel = np.diff(valid[ub].indptr)
-        total += float(ranking_metrics(ranked, n_rel, [f"ndcg@{k}"])[f"ndcg@{k}"].sum())
-    return total / max(len(users), 1)
+        both = ((seen + valid[ub]) > 0).astype(np.float32).tocsr()
+        count = np.diff(seen.indptr).astype(np.float64)
+        scale = (1.0 - history_scalar(count, model.max_history))[:, None]
+        base_cold = _dot(cold, items).astype(np.float64) / t
+        base_known = _dot(known, items).astype(np.float64) / t
+        for j, w in enumerate(grid):
+            s0 = (base_cold + w * log_q).astype(np.float32)
+            totals[0, j] += _ndcg_sum(s0, None, both, model.eval_k)
+            s1 = (base_known + w * scale * log_q).astype(np.float32)
+            totals[1, j] += _ndcg_sum(s1, seen, valid[ub], model.eval_k)
+    best = grid[np.argmax(totals, axis=1)]
+    n = max(len(users), 1)
+    model._log(
+        "prior selection, valid ndcg (cold | short) by weight: "
+        + " ".join(f"{w:g}:{a / n:.4f}|{b / n:.4f}" for w, a, b in zip(grid, *totals, strict=True))
+    )
+    return best.astype(np.float64)
 
 
 def _train_loop(
