@@ -1,0 +1,159 @@
+"""What every feature step shares: the output block and the step contract.
+
+A step is fitted on a frame of candidate rows (one row per (request, candidate)) and, where it
+needs history, on the event log; ``transform`` then turns any frame of the same columns into a
+:class:`FeatureBlock`. Hyper-parameters are the ``__init__`` keyword arguments, stored unchanged
+(scikit-learn conventions); learned state ends in ``_`` and is persisted as arrays only.
+"""
+
+from __future__ import annotations
+
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from recfunnel.core.errors import ConfigError, DataError, NotFittedError
+
+if TYPE_CHECKING:
+    from recfunnel.core.ranker import RankerFeatures
+
+
+@dataclass(frozen=True)
+class FeatureBlock:
+    """Features of ``B`` rows: ``dense`` float32 ``B x Fd``, ``sparse`` int64 ``B x Fs``.
+
+    ``sparse`` holds bucket ids in ``0 .. n_buckets[j] - 1`` for column ``j``. The fields are
+    those of :class:`recfunnel.core.ranker.RankerFeatures` (see :meth:`to_ranker_features`).
+
+    >>> a = FeatureBlock.empty(2)
+    >>> b = FeatureBlock(np.ones((2, 1), np.float32), np.zeros((2, 1), np.int64), ("x",),
+    ...                  ("c",), (4,))
+    >>> c = FeatureBlock.concat([a, b.prefixed("s")])
+    >>> c.dense.shape, c.sparse.shape, c.dense_names, c.sparse_names, c.n_buckets
+    ((2, 1), (2, 1), ('s.x',), ('s.c',), (4,))
+    """
+
+    dense: npt.NDArray[np.float32]
+    sparse: npt.NDArray[np.int64]
+    dense_names: tuple[str, ...] = ()
+    sparse_names: tuple[str, ...] = ()
+    n_buckets: tuple[int, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if self.dense.shape[1] != len(self.dense_names):
+            raise ConfigError(f"{self.dense.shape[1]} dense columns, {len(self.dense_names)} names")
+        if not (self.sparse.shape[1] == len(self.sparse_names) == len(self.n_buckets)):
+            raise ConfigError(
+                f"{self.sparse.shape[1]} sparse columns, {len(self.sparse_names)} names, "
+                f"{len(self.n_buckets)} bucket counts"
+            )
+
+    @classmethod
+    def empty(cls, n_rows: int) -> FeatureBlock:
+        return cls(np.zeros((n_rows, 0), np.float32), np.zeros((n_rows, 0), np.int64))
+
+    def __len__(self) -> int:
+        return int(self.dense.shape[0])
+
+    def prefixed(self, prefix: str) -> FeatureBlock:
+        """The same block with ``prefix.`` in front of every name."""
+        return FeatureBlock(
+            self.dense,
+            self.sparse,
+            tuple(f"{prefix}.{n}" for n in self.dense_names),
+            tuple(f"{prefix}.{n}" for n in self.sparse_names),
+            self.n_buckets,
+        )
+
+    @classmethod
+    def concat(cls, blocks: Sequence[FeatureBlock]) -> FeatureBlock:
+        """Blocks of the same rows side by side, in order."""
+        if not blocks:
+            raise ConfigError("nothing to concatenate")
+        return cls(
+            np.concatenate([b.dense for b in blocks], axis=1).astype(np.float32, copy=False),
+            np.concatenate([b.sparse for b in blocks], axis=1).astype(np.int64, copy=False),
+            tuple(n for b in blocks for n in b.dense_names),
+            tuple(n for b in blocks for n in b.sparse_names),
+            tuple(int(k) for b in blocks for k in b.n_buckets),
+        )
+
+    def to_ranker_features(self) -> RankerFeatures:
+        """This block as the ranker contract's input type."""
+        from recfunnel.core.ranker import RankerFeatures
+
+        return RankerFeatures(
+            self.dense, self.sparse, self.dense_names, self.sparse_names, self.n_buckets
+        )
+
+
+class FeatureStep(ABC):
+    """One named part of a :class:`~recfunnel.features.pipeline.FeaturePipeline`.
+
+    Implementations provide ``fit``, ``transform`` and their learned arrays (``_state`` /
+    ``_set_state``); parameters and the fitted check live here.
+    """
+
+    #: Registry name, used in saved pipelines (``"hashed_categorical"``, ...).
+    name: ClassVar[str]
+    #: Whether ``fit`` needs the event log (``events=``), not only the candidate rows.
+    needs_events: ClassVar[bool] = False
+
+    @abstractmethod
+    def fit(self, frame: pd.DataFrame, events: pd.DataFrame | None = None) -> Self:
+        """Learn from candidate rows (and the event log, for steps that need history)."""
+
+    @abstractmethod
+    def transform(self, frame: pd.DataFrame) -> FeatureBlock:
+        """Features of each row of ``frame``."""
+
+    def _state(self) -> dict[str, npt.NDArray[Any]]:
+        """Learned arrays to persist (default: none)."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:  # noqa: B027 (optional)
+        """Restore what :meth:`_state` returned (default: nothing to restore)."""
+
+    def fit_transform(
+        self, frame: pd.DataFrame, events: pd.DataFrame | None = None
+    ) -> FeatureBlock:
+        return self.fit(frame, events).transform(frame)
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [p for p in sig.parameters if p != "self"]
+
+    def get_params(self) -> dict[str, Any]:
+        return {p: getattr(self, p) for p in self._param_names()}
+
+    def set_params(self, **params: Any) -> Self:
+        unknown = set(params) - set(self._param_names())
+        if unknown:
+            raise ConfigError(f"{type(self).__name__} has no parameter(s) {sorted(unknown)}")
+        for key, value in params.items():
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def _check_fitted(self, attribute: str) -> None:
+        if not hasattr(self, attribute):
+            raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+    """Raise a located :class:`DataError` when ``frame`` lacks any of ``columns``."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"missing column(s) {missing}; present: {list(frame.columns)}", source=f"{who} input"
+        )
