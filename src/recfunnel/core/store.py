@@ -1,0 +1,274 @@
+"""The ``Store`` contract: the durable home of users, items, interactions and social edges.
+
+Backends are opened by URL through ``recfunnel.data.store.open_store`` (``sqlite:///…`` or
+``postgresql://…``) and all pass one conformance suite (``tests/contract/test_store.py``).
+The contract, for every backend:
+
+* **Batch-first.** Every write takes a batch; a single row is a batch of one. A batch is one
+  transaction: a bad row rejects the whole batch with a :class:`~recfunnel.core.errors.DataError`
+  naming the row and the field, and nothing of it is written.
+* **Durable.** A write is acknowledged (the method returns) only after its transaction has
+  committed with the backend's durability on (SQLite: WAL with ``synchronous=FULL``; PostgreSQL:
+  ``fsync`` and ``synchronous_commit``), so an acknowledged write survives a crash.
+* **Users and items are upserted**: a later row for the same id replaces its attributes
+  (and, for items, its ``created_at``/``expires_at``). Within one batch the last row wins.
+* **Interactions are append-only and idempotent by event id.** A row may carry a client-supplied
+  ``event_id``; a row whose id is already stored (or repeated earlier in the batch) is counted
+  as a duplicate and not written again, so a retried batch is never double-counted. Rows
+  without an id get a random UUID, which makes them *not* idempotent: clients that retry must
+  send their own ids (or reuse the ids returned in :attr:`IngestResult.event_ids`).
+* **Deleting a user** removes their row, their interactions and every edge that touches them,
+  then calls each registered deletion hook (feature logs, served caches, …) with the ids.
+* Timestamps are epoch seconds (UTC) on the way out; on the way in they may also be ISO 8601
+  strings (a string without an offset is read as UTC) or ``datetime`` objects.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
+
+import pandas as pd
+
+from recfunnel.core.errors import ConfigError, DataError
+from recfunnel.core.schema import Dataset
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from recfunnel.core.matrix import InteractionMatrix
+
+#: Tables a store holds, in the order ``to_dataset`` reads them.
+TABLES = ("interactions", "users", "items", "edges")
+
+#: A hook run after users are deleted from the store, with their ids.
+DeletionHook = Callable[[Sequence[str]], None]
+
+
+@dataclass(frozen=True)
+class StoredInteraction:
+    """One stored event: an :class:`~recfunnel.core.schema.Interaction` plus its ``event_id``.
+
+    ``context`` is the JSON object sent with the event, decoded.
+    """
+
+    event_id: str
+    user_id: str
+    item_id: str
+    event_type: str = "interaction"
+    value: float = 1.0
+    timestamp: float | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``add_interactions`` did: ``accepted`` new rows and ``duplicates`` skipped ones.
+
+    ``event_ids`` lists the event id of every input row, in input order (generated ones
+    included), so a client can retry with the same ids.
+    """
+
+    accepted: int
+    duplicates: int
+    event_ids: list[str]
+
+
+class Page(NamedTuple):
+    """One page of a keyset-paginated read; ``next_cursor`` is ``None`` on the last page."""
+
+    rows: list[StoredInteraction]
+    next_cursor: str | None
+
+
+class Store(ABC):
+    """Base class of every store backend.
+
+    Backends implement the abstract methods; reading into pandas / ``InteractionMatrix``,
+    the context-manager protocol and the deletion hooks are derived here. A store object may be
+    shared between threads (each backend serialises its own connection).
+    """
+
+    def __init__(self) -> None:
+        self._deletion_hooks: list[DeletionHook] = []
+
+    # -- writes ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def upsert_users(self, users: Iterable[Any]) -> int:
+        """Insert or replace users (``User`` objects or mappings with ``user_id``,
+        ``attributes``). Returns the number of distinct users written."""
+
+    @abstractmethod
+    def upsert_items(self, items: Iterable[Any]) -> int:
+        """Insert or replace items (``Item`` objects or mappings with ``item_id``,
+        ``attributes``, ``created_at``, ``expires_at``). Returns the number written."""
+
+    @abstractmethod
+    def add_interactions(self, interactions: Iterable[Any] | pd.DataFrame) -> IngestResult:
+        """Append events (mappings, ``Interaction``/``StoredInteraction`` objects, or a
+        DataFrame with the same columns); idempotent on ``event_id``."""
+
+    @abstractmethod
+    def add_edges(self, edges: Iterable[Any]) -> int:
+        """Add directed social edges (``SocialEdge`` objects or mappings); an edge already
+        present keeps its timestamp. Returns the number of new edges."""
+
+    @abstractmethod
+    def remove_edges(self, edges: Iterable[Any]) -> int:
+        """Remove edges given as ``(src, dst)`` pairs, ``SocialEdge`` objects or mappings.
+        Returns the number removed."""
+
+    def delete_users(self, user_ids: Iterable[str]) -> dict[str, int]:
+        """Remove users everywhere: their row, interactions and edges (both directions) in one
+        transaction, then every deletion hook. Returns what the store removed.
+
+        Deleting is idempotent, so when a hook fails (the store part is already committed and
+        the other hooks have still run) the caller can simply call ``delete_users`` again; the
+        failures are raised together as an ``ExceptionGroup``.
+        """
+        if isinstance(user_ids, str):
+            raise DataError(f"expected a list of user ids, got the string {user_ids!r}")
+        ids = list(dict.fromkeys(user_ids))
+        removed = self._delete_users(ids)
+        errors: list[Exception] = []
+        for hook in list(self._deletion_hooks):
+            try:
+                hook(ids)
+            except Exception as exc:  # one failing hook must not stop the others
+                errors.append(exc)
+        if errors:
+            raise ExceptionGroup(f"{len(errors)} user-deletion hook(s) failed", errors)
+        return removed
+
+    def add_deletion_hook(self, hook: DeletionHook) -> DeletionHook:
+        """Register ``hook(user_ids)`` to run after users are deleted (usable as a decorator)."""
+        self._deletion_hooks.append(hook)
+        return hook
+
+    @abstractmethod
+    def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
+        """Delete the store's part of ``user_ids``; counts per table."""
+
+    @abstractmethod
+    def purge_expired(self, at: float | None = None) -> int:
+        """Delete items whose ``expires_at <= at`` (default: now); their interactions stay,
+        for training. Returns the number deleted."""
+
+    # -- reads -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def user_interactions(
+        self, user_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        """A user's events in arrival order, ``limit`` at a time; pass the previous page's
+        ``next_cursor`` to continue. Rows arriving while a client pages appear on later pages,
+        never twice."""
+
+    @abstractmethod
+    def live_items(self, at: float | None = None) -> list[str]:
+        """Ids (sorted) of items live at ``at`` (default: now): ``created_at <= at <
+        expires_at``, an unset bound being unbounded (as ``core.schema.Item.is_live``)."""
+
+    @abstractmethod
+    def counts(self) -> dict[str, int]:
+        """Row count of each table (``interactions``, ``users``, ``items``, ``edges``)."""
+
+    @abstractmethod
+    def iter_batches(self, table: str, *, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        """Stream a table as Arrow record batches (interactions in arrival order, the others
+        by id). Attributes and context are JSON text columns."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the connection; further calls fail."""
+
+    # -- derived -----------------------------------------------------------------------------
+
+    def to_arrow(self, table: str = "interactions", *, batch_size: int = 65_536) -> pa.Table:
+        """A whole table as one Arrow table, read in streamed batches."""
+        import pyarrow as pa
+
+        schema = table_schema(table)
+        return pa.Table.from_batches(self.iter_batches(table, batch_size=batch_size), schema)
+
+    def to_dataset(self, *, name: str = "store") -> Dataset:
+        """All tables as a :class:`~recfunnel.core.schema.Dataset` for training.
+
+        Interactions keep ``event_id`` and their ``context`` as a JSON text column; user and
+        item attributes are spread into columns.
+        """
+        frames = {t: self.to_arrow(t).to_pandas() for t in TABLES}
+        return Dataset(
+            interactions=frames["interactions"],
+            users=_spread_attributes(frames["users"]),
+            items=_spread_attributes(frames["items"]),
+            edges=frames["edges"],
+            name=name,
+        )
+
+    def to_matrix(self, *, include_catalog: bool = True) -> InteractionMatrix:
+        """The interaction log encoded for models (see ``InteractionMatrix.from_dataset``)."""
+        from recfunnel.core.matrix import InteractionMatrix
+
+        return InteractionMatrix.from_dataset(self.to_dataset(), include_catalog=include_catalog)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _spread_attributes(frame: pd.DataFrame) -> pd.DataFrame:
+    attrs = pd.DataFrame.from_records(
+        [json.loads(a) for a in frame["attributes"].tolist()], index=frame.index
+    )
+    base = frame.drop(columns="attributes")
+    clash = [c for c in attrs.columns if c in base.columns]
+    return pd.concat([base, attrs.drop(columns=clash)], axis=1)
+
+
+def _schema(*columns: tuple[str, str]) -> Callable[[], pa.Schema]:
+    def build() -> pa.Schema:
+        import pyarrow as pa
+
+        types = {"str": pa.string(), "f64": pa.float64()}
+        return pa.schema([pa.field(n, types[t]) for n, t in columns])
+
+    return build
+
+
+#: The Arrow schema of each table, as backends must produce it.
+_EMPTY_SCHEMAS: Mapping[str, Callable[[], pa.Schema]] = {
+    "interactions": _schema(
+        ("event_id", "str"),
+        ("user_id", "str"),
+        ("item_id", "str"),
+        ("event_type", "str"),
+        ("value", "f64"),
+        ("timestamp", "f64"),
+        ("context", "str"),
+    ),
+    "users": _schema(("user_id", "str"), ("attributes", "str")),
+    "items": _schema(
+        ("item_id", "str"), ("attributes", "str"), ("created_at", "f64"), ("expires_at", "f64")
+    ),
+    "edges": _schema(("src_user_id", "str"), ("dst_user_id", "str"), ("timestamp", "f64")),
+}
+
+
+def table_schema(table: str) -> pa.Schema:
+    """The Arrow schema of ``table`` (``interactions``, ``users``, ``items`` or ``edges``)."""
+    if table not in _EMPTY_SCHEMAS:
+        raise ConfigError(f"unknown table {table!r}; a store holds {list(TABLES)}")
+    return _EMPTY_SCHEMAS[table]()

@@ -1,0 +1,327 @@
+"""The server store: PostgreSQL through ``psycopg`` 3.
+
+A batch of events is copied (``COPY … FROM STDIN``) into a per-connection temporary table
+and moved into ``interactions`` with one ``INSERT … SELECT … ON CONFLICT (event_id) DO
+NOTHING``, so a batch costs a few round trips whatever its size. Rows are inserted in
+``event_id`` order, so concurrent batches that share ids take their locks in the same order
+and cannot deadlock; their arrival order (``seq``) is drawn in input order before that sort.
+Users, items and edges go through ``unnest`` of arrays, sorted by key for the same reason.
+Reads stream through a server-side cursor on a private connection in one ``REPEATABLE READ``
+snapshot.
+
+Durability is the server's: with ``fsync=on`` and ``synchronous_commit=on`` (the defaults) a
+commit returns after its WAL record is on disk.
+
+Use a database (or a schema, through ``?options=-csearch_path%3Dname`` in the URL) of its own:
+the tables are called ``users``, ``items``, ``interactions``, ``edges`` and ``store_meta``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import pandas as pd
+
+from recfunnel.core.errors import ArtifactError, ConfigError
+from recfunnel.core.store import TABLES, IngestResult, Page, Store, StoredInteraction, table_schema
+from recfunnel.data.store import _rows
+
+if TYPE_CHECKING:
+    import psycopg
+    import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+#: pg_advisory_xact_lock key taken while creating tables, so concurrent opens do not race.
+_DDL_LOCK = 0x7265_6366_756E  # "recfun"
+#: Attempts for a write that the server aborted to break a deadlock or serialisation conflict.
+_ATTEMPTS = 5
+
+DDL = (
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    'CREATE TABLE IF NOT EXISTS users (user_id TEXT COLLATE "C" PRIMARY KEY, '
+    "attributes TEXT NOT NULL DEFAULT '{}')",
+    'CREATE TABLE IF NOT EXISTS items (item_id TEXT COLLATE "C" PRIMARY KEY, '
+    "attributes TEXT NOT NULL DEFAULT '{}', created_at DOUBLE PRECISION, "
+    "expires_at DOUBLE PRECISION)",
+    "CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at)",
+    "CREATE SEQUENCE IF NOT EXISTS interactions_seq",
+    "CREATE TABLE IF NOT EXISTS interactions ("
+    "seq BIGINT PRIMARY KEY DEFAULT nextval('interactions_seq'), "
+    'event_id TEXT COLLATE "C" NOT NULL UNIQUE, user_id TEXT COLLATE "C" NOT NULL, '
+    'item_id TEXT COLLATE "C" NOT NULL, event_type TEXT NOT NULL, '
+    "value DOUBLE PRECISION NOT NULL, timestamp DOUBLE PRECISION, "
+    "context TEXT NOT NULL DEFAULT '{}')",
+    "CREATE INDEX IF NOT EXISTS interactions_user ON interactions (user_id, seq)",
+    'CREATE TABLE IF NOT EXISTS edges (src_user_id TEXT COLLATE "C" NOT NULL, '
+    'dst_user_id TEXT COLLATE "C" NOT NULL, timestamp DOUBLE PRECISION, '
+    "PRIMARY KEY (src_user_id, dst_user_id))",
+    "CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id)",
+)
+
+_STAGE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS stage_interactions (ord INT, event_id TEXT, "
+    "user_id TEXT, item_id TEXT, event_type TEXT, value DOUBLE PRECISION, "
+    "timestamp DOUBLE PRECISION, context TEXT) ON COMMIT DELETE ROWS"
+)
+_COPY = (
+    "COPY stage_interactions (ord, event_id, user_id, item_id, event_type, value, timestamp, "
+    "context) FROM STDIN"
+)
+# nextval runs after the inner ORDER BY (volatile target-list functions are evaluated above
+# the sort), so seq follows input order while the insert itself goes in event_id order.
+_MOVE = (
+    "INSERT INTO interactions (seq, event_id, user_id, item_id, event_type, value, timestamp, "
+    "context) SELECT seq, event_id, user_id, item_id, event_type, value, timestamp, context "
+    "FROM (SELECT nextval('interactions_seq') AS seq, s.* FROM "
+    "(SELECT * FROM stage_interactions ORDER BY ord) s) numbered "
+    'ORDER BY event_id COLLATE "C", ord ON CONFLICT (event_id) DO NOTHING'
+)
+
+SELECTS = {
+    "interactions": "SELECT event_id, user_id, item_id, event_type, value, timestamp, context "
+    "FROM interactions ORDER BY seq",
+    "users": "SELECT user_id, attributes FROM users ORDER BY user_id",
+    "items": "SELECT item_id, attributes, created_at, expires_at FROM items ORDER BY item_id",
+    "edges": "SELECT src_user_id, dst_user_id, timestamp FROM edges "
+    "ORDER BY src_user_id, dst_user_id",
+}
+
+T = TypeVar("T")
+
+
+class PostgresStore(Store):
+    """A :class:`~recfunnel.core.store.Store` in a PostgreSQL database (``psycopg`` 3)."""
+
+    def __init__(self, url: str, *, connect_timeout: int = 10) -> None:
+        super().__init__()
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._conn = self._connect()
+        with self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+            for statement in DDL:
+                self._conn.execute(statement)
+            self._conn.execute(
+                "INSERT INTO store_meta VALUES ('schema_version', %s) ON CONFLICT DO NOTHING",
+                (SCHEMA_VERSION,),
+            )
+            row = self._conn.execute(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'"
+            ).fetchone()
+        if row is None or row[0] != SCHEMA_VERSION:
+            self._conn.close()
+            raise ArtifactError(
+                f"store schema version {row and row[0]}, this recfunnel reads {SCHEMA_VERSION}"
+            )
+        self._conn.execute(_STAGE)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStore:
+        return cls(url, **options)
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigError(
+                "the PostgreSQL store needs psycopg 3: pip install 'psycopg[binary]'"
+            ) from exc
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout)
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot connect to PostgreSQL store: {exc}".strip()) from exc
+
+    def _write(self, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """Run ``work`` in one transaction, again if the server aborted it to break a deadlock
+        or a serialisation conflict (nothing of an aborted attempt remains)."""
+        import psycopg.errors as pge
+
+        with self._lock:
+            for attempt in range(_ATTEMPTS):
+                try:
+                    with self._conn.transaction(), self._conn.cursor() as cur:
+                        return work(cur)
+                except (pge.DeadlockDetected, pge.SerializationFailure):
+                    if attempt == _ATTEMPTS - 1:
+                        raise
+            raise AssertionError("unreachable")
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def add_interactions(self, interactions: Iterable[Any] | pd.DataFrame) -> IngestResult:
+        rows = _rows.interaction_rows(interactions)
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            with cur.copy(_COPY) as copy:
+                write = copy.write_row
+                for i, row in enumerate(rows):
+                    write((i, *row))
+            cur.execute(_MOVE)
+            return cur.rowcount
+
+        accepted = self._write(work) if rows else 0
+        return IngestResult(accepted, len(rows) - accepted, [r[0] for r in rows])
+
+    def upsert_users(self, users: Iterable[Any]) -> int:
+        rows = sorted(_rows.user_rows(users))
+        if rows:
+            self._write(
+                lambda cur: cur.execute(
+                    "INSERT INTO users (user_id, attributes) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[]) "
+                    "ON CONFLICT (user_id) DO UPDATE SET attributes = EXCLUDED.attributes",
+                    _columns(rows, 2),
+                )
+            )
+        return len(rows)
+
+    def upsert_items(self, items: Iterable[Any]) -> int:
+        rows = sorted(_rows.item_rows(items), key=lambda r: r[0])
+        if rows:
+            self._write(
+                lambda cur: cur.execute(
+                    "INSERT INTO items (item_id, attributes, created_at, expires_at) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[]) "
+                    "ON CONFLICT (item_id) DO UPDATE SET attributes = EXCLUDED.attributes, "
+                    "created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at",
+                    _columns(rows, 4),
+                )
+            )
+        return len(rows)
+
+    def add_edges(self, edges: Iterable[Any]) -> int:
+        rows = sorted(_rows.edge_rows(edges), key=lambda r: r[:2])
+        if not rows:
+            return 0
+        return self._write(
+            lambda cur: (
+                cur.execute(
+                    "INSERT INTO edges (src_user_id, dst_user_id, timestamp) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[]) "
+                    "ON CONFLICT DO NOTHING",
+                    _columns(rows, 3),
+                ).rowcount
+            )
+        )
+
+    def remove_edges(self, edges: Iterable[Any]) -> int:
+        pairs = sorted(_rows.edge_pairs(edges))
+        if not pairs:
+            return 0
+        return self._write(
+            lambda cur: (
+                cur.execute(
+                    "DELETE FROM edges e USING unnest(%s::text[], %s::text[]) AS p(src, dst) "
+                    "WHERE e.src_user_id = p.src AND e.dst_user_id = p.dst",
+                    _columns(pairs, 2),
+                ).rowcount
+            )
+        )
+
+    def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
+        ids = sorted(_rows.check_ids(user_ids, "user_id"))
+
+        def work(cur: psycopg.Cursor[Any]) -> dict[str, int]:
+            # Lock the user rows first (in id order) so deletes and upserts of one user
+            # serialise.
+            cur.execute(
+                "SELECT 1 FROM users WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE", (ids,)
+            )
+            removed = {}
+            for table, sql in (
+                ("interactions", "DELETE FROM interactions WHERE user_id = ANY(%(ids)s)"),
+                (
+                    "edges",
+                    "DELETE FROM edges WHERE src_user_id = ANY(%(ids)s) "
+                    "OR dst_user_id = ANY(%(ids)s)",
+                ),
+                ("users", "DELETE FROM users WHERE user_id = ANY(%(ids)s)"),
+            ):
+                removed[table] = cur.execute(sql, {"ids": ids}).rowcount
+            return removed
+
+        return self._write(work)
+
+    def purge_expired(self, at: float | None = None) -> int:
+        when = _rows.moment(at, "purge_expired")
+        return self._write(
+            lambda cur: cur.execute("DELETE FROM items WHERE expires_at <= %s", (when,)).rowcount
+        )
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def user_interactions(
+        self, user_id: str, *, limit: int = 100, cursor: str | None = None
+    ) -> Page:
+        _rows.text_id(user_id, "user_interactions", "user_id")
+        after = _rows.check_page(limit, cursor)
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT seq, event_id, user_id, item_id, event_type, value, timestamp, context "
+                "FROM interactions WHERE user_id = %s AND seq > %s ORDER BY seq LIMIT %s",
+                (user_id, after, limit + 1),
+            ).fetchall()
+        rows = [
+            StoredInteraction(
+                event_id=r[1],
+                user_id=r[2],
+                item_id=r[3],
+                event_type=r[4],
+                value=r[5],
+                timestamp=r[6],
+                context=_rows.json_object(r[7]),
+            )
+            for r in found[:limit]
+        ]
+        return Page(rows, str(found[limit - 1][0]) if len(found) > limit else None)
+
+    def live_items(self, at: float | None = None) -> list[str]:
+        when = _rows.moment(at, "live_items")
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT item_id FROM items WHERE (created_at IS NULL OR created_at <= %(at)s) "
+                "AND (expires_at IS NULL OR expires_at > %(at)s)",
+                {"at": when},
+            ).fetchall()
+        return sorted(r[0] for r in found)
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                t: self._conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # type: ignore[index]
+                for t in TABLES
+            }
+
+    def iter_batches(self, table: str, *, batch_size: int = 65_536) -> Iterator[pa.RecordBatch]:
+        import pyarrow as pa
+
+        _rows.check_table(table, SELECTS)
+        _rows.check_batch_size(batch_size)
+        schema = table_schema(table)
+        conn = self._connect()
+        try:
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            with conn.cursor(name="recfunnel_read") as cur:
+                cur.itersize = batch_size
+                cur.execute(SELECTS[table])
+                while rows := cur.fetchmany(batch_size):
+                    columns = zip(*rows, strict=True)
+                    yield pa.RecordBatch.from_arrays(
+                        [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)],
+                        schema=schema,
+                    )
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as ``width`` column lists (the parameters of an ``unnest``)."""
+    return [list(c) for c in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
