@@ -13,10 +13,14 @@ visited first wins. No ``order`` means "lower column index first".
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+# One parallel kernel launch at a time (numba's workqueue layer; see _topk_numba).
+_LAUNCH = threading.Lock()
 
 
 def _kernel() -> Any:
@@ -65,7 +69,9 @@ def masked_topk(
     rank_of[ordered] = np.arange(n, dtype=np.int64)
     if not scores.flags.c_contiguous:
         scores = np.ascontiguousarray(scores)
-    idx, rel, nan_rows = _kernel()(
-        scores, np.asarray(users, np.int64), ordered, rank_of, *mask, *target, int(k), identity
-    )
+    kernel = _kernel()
+    with _LAUNCH:
+        idx, rel, nan_rows = kernel(
+            scores, np.asarray(users, np.int64), ordered, rank_of, *mask, *target, int(k), identity
+        )
     return idx, rel, bool(nan_rows.any())
