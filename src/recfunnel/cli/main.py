@@ -15,6 +15,7 @@ from recfunnel.cli.bias_variance_cmd import bias_variance
 from recfunnel.cli.drift_cmd import drift
 from recfunnel.cli.drift_stream_cmd import drift_stream
 from recfunnel.cli.index_cmd import index_bench
+from recfunnel.cli.select_cmd import select_features
 from recfunnel.core.errors import RecfunnelError
 
 app = typer.Typer(
@@ -187,6 +188,10 @@ def evaluate(
         list[str] | None,
         typer.Option(help="A model parameter, MODEL.NAME=VALUE (repeatable), e.g. itemknn.k=50"),
     ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(help="A funnel TOML (configs/funnel.toml): also report it as model 'funnel'."),
+    ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Fit models on the train split and evaluate them by full ranking on the test split."""
@@ -220,6 +225,20 @@ def evaluate(
             item_features=data.items,
             progress=True,
         )
+        if pipeline is not None:
+            from recfunnel.pipeline.funnel_config import load_funnel_config
+            from recfunnel.pipeline.funnel_eval import add_funnel_to_report
+
+            config = load_funnel_config(pipeline)
+            add_funnel_to_report(
+                report,
+                matrix,
+                config,
+                split=split,
+                seed=seed,
+                ks=cutoffs,
+                ties=ties,  # type: ignore[arg-type]
+            )
         payload = report.to_dict()
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
@@ -402,6 +421,7 @@ app.command("drift")(drift)
 app.command("drift-stream")(drift_stream)
 app.add_typer(abtest_app, name="abtest")
 app.command("bias-variance")(bias_variance)
+app.command("select-features")(select_features)
 
 
 if __name__ == "__main__":  # pragma: no cover
