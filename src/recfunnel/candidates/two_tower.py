@@ -67,24 +67,27 @@ class TwoTower(CandidateGenerator):
     users, which made the model over-confident about new ones. Adam (lazy on embedding
     tables), learning rate ``lr``, at most ``epochs`` epochs and at least ``min_steps`` steps.
     With ``valid``, NDCG@``eval_k`` after each epoch; training stops ``patience`` epochs after
-    the best one, whose weights are kept. ``seed`` fixes every draw; torch runs on
-    ``n_threads`` threads.
+    the best one, whose weights are kept. With ``popularity_prior="auto"`` the epoch's score is
+    the mean of the two NDCGs the prior is selected by (below: the validation users with no
+    history, and with their own), each at its best weight, so that the epoch kept is good for
+    users with no history too, not only for those with a few items. ``seed`` fixes every
+    draw; torch runs on ``n_threads`` threads.
 
     **Popularity prior** (``popularity_prior``). The logQ correction takes each item's
-    sampling share out of the training logits, and the learned scores keep only part of it (the
-    bias b(i) comes out a shrunken copy of log q_i): for a user the model knows little about,
-    ranking by them falls below plain popularity. Served scores add it back for such users:
-    logit(u, i) + w(n_u) log q_i, n_u the user's history length, with
+    sampling share out of the training logits, and the learned scores keep only part of it (on
+    MovieLens the bias b(i) comes out a shrunken copy of log q_i): for a user the model knows
+    little about, ranking by them falls below plain popularity. Served scores add it back for
+    such users: logit(u, i) + w(n_u) log q_i, n_u the user's history length, with
     w(0) = ``prior_[0]`` and w(n) = ``prior_[1]`` * (1 - log1p(min(n, max_history)) /
     log1p(max_history)) otherwise (0 from ``max_history`` items on: well-known users keep the
-    trained scores). ``"auto"`` selects both weights on ``valid`` after training, each from
-    a small grid by NDCG@``eval_k``: ``prior_[0]`` with the validation users' histories
+    trained scores). ``"auto"`` selects both weights on ``valid`` (for the epoch kept), each
+    from a small grid by NDCG@``eval_k``: ``prior_[0]`` with the validation users' histories
     hidden (features only; all their items are the targets), ``prior_[1]`` with their
     training items as the history (without ``valid``: 0, the trained scores). A number sets
     both weights, a pair ``(cold, short)`` each; 0 turns the prior off (no extra vector
-    component). Vectors get one more component: ``T w(n_u)`` for users and log q_i for items
-    (the floor, one interaction's share, for items without training interactions, added ones
-    included), so serving stays one inner product.
+    component). Vectors get one more component: ``temperature * w(n_u)`` for users and
+    log q_i for items (the floor, one interaction's share, for items without training
+    interactions, added ones included), so serving stays one inner product.
 
     **Cold start**: :meth:`user_vectors_from_features`, :meth:`item_vectors_from_features`,
     :meth:`recommend_new_users`, :meth:`add_items` (new items join an extra catalogue; the
@@ -258,7 +261,8 @@ class TwoTower(CandidateGenerator):
         early = _items_by_time(self.seen_, interactions) if self.early_history else None
         fixed = self._prior_weights()
         on = fixed is None or bool(np.any(fixed != 0))
-        self.prior_ = np.zeros(2) if on else None  # no prior while training and validating
+        # While training, validation scores use the fixed weights ("auto": selected per epoch).
+        self.prior_ = (fixed if fixed is not None else np.zeros(2)) if on else None
         weights = _train(self, side.valid, early, u_tok, u_num, i_tok, i_num)
         # Rows no training row ever touched keep their random start; zeroing them makes an
         # unseen token (a new category value) count as nothing instead of as noise, and lets
@@ -283,7 +287,7 @@ class TwoTower(CandidateGenerator):
             if fixed is not None:
                 self.prior_ = fixed
             elif side.valid is not None and len(side.valid):
-                self.prior_ = _select_prior(self, side.valid.to_csr(), u_tok, u_num)
+                self.prior_ = _select_prior(self, side.valid.to_csr(), u_tok, u_num)[0]
             self._log(f"popularity prior (cold, short): {self.prior_.tolist()}")
             self._refresh_vectors(u_tok, u_num, i_tok, i_num)
         self.extra_item_ids_ = np.zeros(0, dtype=str)
@@ -841,13 +845,14 @@ _PRIOR_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
 def _select_prior(
     model: TwoTower, valid: sp.csr_matrix, u_tok: npt.NDArray[np.int64],
     u_num: npt.NDArray[np.float32],
-) -> npt.NDArray[np.float64]:  # fmt: skip
+) -> tuple[npt.NDArray[np.float64], float]:  # fmt: skip
     """(cold, short) weights of the popularity prior with the best validation NDCG@eval_k.
 
     Cold: each validation user from their attributes alone (no id, empty history), every item
     of theirs (training and validation) a target, nothing masked. Short: the users' vectors from
     their training items, those masked, the validation items the targets; the weight enters
     scaled by 1 - history_scalar(n), as in serving. The first best weight of the grid wins.
+    Returns the weights and the mean of the two best NDCGs (the early-stopping criterion).
     """
     users = np.flatnonzero(np.diff(valid.indptr))
     n_items = valid.shape[1]
@@ -877,7 +882,7 @@ def _select_prior(
         "prior selection, valid ndcg (cold | short) by weight: "
         + " ".join(f"{w:g}:{a / n:.4f}|{b / n:.4f}" for w, a, b in zip(grid, *totals, strict=True))
     )
-    return best.astype(np.float64)
+    return best.astype(np.float64), float(totals.max(axis=1).mean() / n)
 
 
 def _train_loop(
@@ -1035,8 +1040,15 @@ def _train_loop(
         if valid_csr is not None and valid_csr.nnz and steps >= model.min_steps:
             model.weights_ = snapshot()
             model._refresh_vectors(u_tok, u_num, i_tok, i_num)
-            score = _validation_ndcg(model, valid_csr)
-            message += f" valid ndcg@{model.eval_k} {score:.4f}"
+            if isinstance(model.popularity_prior, str):  # "auto"
+                # Users with no history count as much as those with a few (the prior's two
+                # weights selected for this epoch's weights).
+                prior, score = _select_prior(model, valid_csr, u_tok, u_num)
+                message += f" valid ndcg@{model.eval_k} (cold + short) / 2 {score:.4f}"
+                message += f" prior {prior.tolist()}"
+            else:
+                score = _validation_ndcg(model, valid_csr)
+                message += f" valid ndcg@{model.eval_k} {score:.4f}"
             if best is None or score > best[0]:
                 best = (score, epoch, model.weights_)
             elif epoch - best[1] > model.patience:
