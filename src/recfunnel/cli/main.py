@@ -16,6 +16,7 @@ from recfunnel.cli.drift_cmd import drift
 from recfunnel.cli.drift_stream_cmd import drift_stream
 from recfunnel.cli.index_cmd import index_bench
 from recfunnel.cli.select_cmd import select_features
+from recfunnel.cli.serve_cmd import ingest, serve
 from recfunnel.core.errors import RecfunnelError
 
 app = typer.Typer(
@@ -262,7 +263,20 @@ def evaluate(
 def train(
     model: Annotated[str, typer.Option(help="Model name, e.g. itemknn.")],
     dataset: Annotated[str, typer.Option(help="Dataset name or path, as for evaluate.")],
-    output: Annotated[Path, typer.Option(help="Directory to write the model artefact to.")],
+    output: Annotated[
+        Path | None, typer.Option(help="Directory to write the model artefact to.")
+    ] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option(
+            help="A model registry directory (what `recfunnel serve --model-dir` reads): "
+            "publish the model there as a new version and make it current."
+        ),
+    ] = None,
+    index: Annotated[
+        str | None,
+        typer.Option(help="With --registry: also build this vector index (e.g. hnsw)."),
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="A model parameter NAME=VALUE (repeatable).")
     ] = None,
@@ -278,7 +292,9 @@ def train(
     threshold: Annotated[float | None, typer.Option(help="Keep values >= this.")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Fit a model on a whole dataset and save it (arrays + JSON manifest)."""
+    """Fit a model on a whole dataset and save it (arrays + JSON manifest), to --output, or as
+    a new version of a --registry that a running server hot-swaps to."""
+    import tempfile
     import time
 
     from recfunnel.candidates import make_generator
@@ -287,6 +303,10 @@ def train(
 
     try:
         params = _parse_params(param or []).get("", {})
+        if (output is None) == (registry is None):
+            raise ConfigError("give exactly one of --output DIR and --registry DIR")
+        if index is not None and registry is None:
+            raise ConfigError("--index needs --registry")
         if not 0.0 <= valid_fraction < 1.0:
             raise ConfigError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
         generator = make_generator(model, **params)
@@ -306,7 +326,16 @@ def train(
                 user_features=getattr(data, "users", None),
                 item_features=getattr(data, "items", None),
             )
-        path = generator.save(output)
+        if output is not None:
+            path = generator.save(output)
+        else:
+            from recfunnel.service.registry import publish_model
+
+            assert registry is not None
+            registry.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=registry, prefix=".staging-") as tmp:
+                version = publish_model(generator.save(Path(tmp) / "model"), registry, index=index)
+            path = registry / "versions" / version
     except (RecfunnelError, OSError, TypeError) as exc:
         _fail(exc)
     console.print(f"{model}: trained in {time.perf_counter() - started:.2f} s, saved to {path}")
@@ -416,6 +445,8 @@ def metrics(
 
 # Operating and index commands live in their own modules; registered here, after the core
 # commands, so that ``--help`` lists the main workflow first.
+app.command("serve")(serve)
+app.command("ingest")(ingest)
 app.command("index-bench")(index_bench)
 app.command("drift")(drift)
 app.command("drift-stream")(drift_stream)

@@ -1,0 +1,218 @@
+"""``recfunnel serve`` (the HTTP service) and ``recfunnel ingest`` (files into the store).
+
+Registered in ``cli/main.py`` with ``app.command("serve")(serve)`` and
+``app.command("ingest")(ingest)``. The API keys come from the environment
+(``RECFUNNEL_WRITE_KEY``, ``RECFUNNEL_READ_KEY``), never from the command line, where other
+users of the machine could read them in the process list.
+
+``ingest`` checks every row with the models the API uses (:mod:`recfunnel.service.schemas`),
+so a file and ``POST /v1/…`` accept exactly the same rows. The whole file is checked before
+anything is written; an error names the file, the line and the field. Rows are then written
+in batches (one transaction each); rows with an ``event_id`` already stored are skipped, so
+re-running a file whose rows carry ids is safe (rows without one get a fresh random id).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import BaseModel, ValidationError
+from rich.console import Console
+
+from recfunnel.core.errors import ConfigError, DataError, RecfunnelError
+
+console = Console(stderr=True)
+
+#: ``--kind`` → (the API's row model, the store method).
+KINDS = {
+    "interactions": ("InteractionIn", "add_interactions"),
+    "users": ("UserIn", "upsert_users"),
+    "items": ("ItemIn", "upsert_items"),
+    "edges": ("EdgeIn", "add_edges"),
+}
+#: CSV cells holding numbers (converted when they look like one) and JSON objects.
+_NUMERIC = frozenset(("value", "timestamp", "created_at", "expires_at"))
+_JSON = frozenset(("context", "attributes"))
+
+
+def _fail(exc: Exception) -> NoReturn:
+    console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+def serve(
+    store: Annotated[str, typer.Option(help="Event store URL: sqlite:///FILE or postgresql://…")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option(help="A model registry (versions/ + CURRENT) or one saved model."),
+    ] = None,
+    poll_seconds: Annotated[
+        float, typer.Option(help="Check the registry for a new version this often; 0: never.")
+    ] = 2.0,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body accepted.")] = (
+        4 * 1024 * 1024
+    ),
+    history_limit: Annotated[
+        int, typer.Option(help="Stored events read per recommendation request (0: none).")
+    ] = 200,
+    log_level: Annotated[str, typer.Option(help="critical|error|warning|info|debug")] = "info",
+) -> None:
+    """Serve the HTTP API (keys from RECFUNNEL_WRITE_KEY and RECFUNNEL_READ_KEY)."""
+    import uvicorn
+
+    from recfunnel.service.app import create_app
+    from recfunnel.service.settings import ServiceSettings
+
+    try:
+        settings = ServiceSettings.from_environment(
+            os.environ,
+            store_url=store,
+            model_dir=model_dir,
+            poll_seconds=poll_seconds or None,
+            max_body_bytes=max_body_bytes,
+            history_limit=history_limit,
+        )
+        app = create_app(settings)
+    except ValidationError as exc:
+        _fail(ConfigError(_settings_error(exc)))
+    except (RecfunnelError, OSError) as exc:
+        _fail(exc)
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, server_header=False,
+        timeout_graceful_shutdown=10,
+    )  # fmt: skip
+
+
+def _settings_error(exc: ValidationError) -> str:
+    err = exc.errors(include_url=False)[0]
+    where = ".".join(str(p) for p in err["loc"]) or "settings"
+    return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
+
+
+def ingest(
+    file: Annotated[Path, typer.Argument(help="A .csv or .jsonl file of rows.")],
+    store: Annotated[str, typer.Option(help="Event store URL: sqlite:///FILE or postgresql://…")],
+    kind: Annotated[str, typer.Option(help="interactions | users | items | edges")] = (
+        "interactions"
+    ),
+    batch_size: Annotated[int, typer.Option(help="Rows per transaction.")] = 1000,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="csv | jsonl [default: from the suffix]")
+    ] = None,
+) -> None:
+    """Load a CSV or JSON-lines file into the store, with the API's validation."""
+    from recfunnel.data.store import open_store
+
+    try:
+        if kind not in KINDS:
+            raise ConfigError(f"--kind must be one of {sorted(KINDS)}, got {kind!r}")
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be positive, got {batch_size}")
+        fmt = _format(file, file_format)
+        checked = sum(1 for _ in _validated(file, fmt, kind))  # check everything first
+        totals = {"written": 0, "accepted": 0, "already_present": 0}
+        with open_store(store) as st:
+            write = getattr(st, KINDS[kind][1])
+            batch: list[dict[str, Any]] = []
+            for row in _validated(file, fmt, kind):
+                batch.append(row)
+                if len(batch) == batch_size:
+                    _count(write(batch), totals)
+                    batch = []
+            if batch:
+                _count(write(batch), totals)
+    except (RecfunnelError, OSError, UnicodeDecodeError) as exc:
+        _fail(exc)
+    if kind == "interactions":
+        typer.echo(
+            f"{checked} rows from {file}: accepted {totals['accepted']}, "
+            f"already present {totals['already_present']}"
+        )
+    else:
+        typer.echo(f"{checked} rows from {file}: written {totals['written']}")
+
+
+def _count(result: Any, totals: dict[str, int]) -> None:
+    if isinstance(result, int):
+        totals["written"] += result
+    else:
+        totals["accepted"] += result.accepted
+        totals["already_present"] += result.duplicates
+
+
+def _format(file: Path, given: str | None) -> str:
+    fmt = (given or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(
+        file.suffix.lower(), "")).lower()  # fmt: skip
+    if fmt not in ("csv", "jsonl"):
+        raise ConfigError(f"{file}: cannot tell the format; pass --format csv or --format jsonl")
+    return fmt
+
+
+def _validated(file: Path, fmt: str, kind: str) -> Iterator[dict[str, Any]]:
+    from recfunnel.service import schemas
+
+    model: type[BaseModel] = getattr(schemas, KINDS[kind][0])
+    source = str(file)
+    rows = _csv_rows(file) if fmt == "csv" else _jsonl_rows(file)
+    for line, raw in rows:
+        try:
+            yield model.model_validate(raw).model_dump(exclude_none=True)
+        except ValidationError as exc:
+            raise schemas.located_error(exc, source=source, line=line) from None
+
+
+def _jsonl_rows(file: Path) -> Iterator[tuple[int, Any]]:
+    with file.open(encoding="utf-8") as fh:
+        for line, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                row = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"malformed JSON: {exc.msg}", source=str(file), line=line) from None
+            if not isinstance(row, dict):
+                raise DataError(
+                    f"expected a JSON object per line, got {type(row).__name__}",
+                    source=str(file), line=line,
+                )  # fmt: skip
+            yield line, row
+
+
+def _csv_rows(file: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with file.open(encoding="utf-8", newline="") as fh:
+        reader = csv.DictReader(fh)
+        for record in reader:
+            line = reader.line_num
+            if None in record:
+                raise DataError("more cells than header columns", source=str(file), line=line)
+            row: dict[str, Any] = {}
+            for name, cell in record.items():
+                if cell is None or cell == "":
+                    continue  # an empty cell is an absent field
+                row[name] = _cell(name, cell, str(file), line)
+            yield line, row
+
+
+def _cell(name: str, cell: str, source: str, line: int) -> Any:
+    if name in _NUMERIC:
+        try:
+            return float(cell)
+        except ValueError:
+            return cell  # an ISO timestamp, or a mistake the model will name
+    if name in _JSON:
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"must be a JSON object, got malformed JSON ({exc.msg})",
+                source=source, line=line, field=name,
+            ) from None  # fmt: skip
+    return cell

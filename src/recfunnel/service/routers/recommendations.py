@@ -1,0 +1,100 @@
+"""``/v1/users/{id}/recommendations`` and ``/v1/items/{id}/similar``: ranked lists with a
+request id (for feedback attribution) and the model version that produced them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from recfunnel.core.errors import DataError
+from recfunnel.service.errors import ServiceUnavailable
+from recfunnel.service.recommender import Recommender, Scored
+from recfunnel.service.routers import AUTH_ERRORS, ItemId, ServicesDep, UserId
+from recfunnel.service.schemas import (
+    MAX_ID_LENGTH,
+    MAX_N,
+    ErrorBody,
+    Recommendations,
+    ScoredItem,
+)
+from recfunnel.service.security import require_read
+
+router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require_read)])
+RESPONSES: dict[int | str, dict[str, object]] = {
+    **AUTH_ERRORS,
+    503: {"model": ErrorBody, "description": "No model version published yet."},
+}
+N = Annotated[int, Query(ge=1, le=MAX_N, description=f"How many items (1 to {MAX_N}).")]
+
+
+def _served(services: ServicesDep) -> Recommender:
+    current = services.models.current  # read once: this request uses this version throughout
+    if current is None:
+        raise ServiceUnavailable(
+            "no model is being served: publish one (recfunnel train --output REGISTRY) "
+            "and wait for the reload, or POST /v1/admin/reload"
+        )
+    return current
+
+
+def _context(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition(":")
+        if not sep or not key:
+            raise DataError(f"expected KEY:VALUE, got {pair[:80]!r}", field="context")
+        out[key] = value
+    return out
+
+
+def _answer(response: Response, rec: Recommender, lst: Scored) -> Recommendations:
+    request_id = uuid.uuid4().hex
+    response.headers["X-Request-ID"] = request_id
+    return Recommendations(
+        request_id=request_id,
+        model_version=rec.version,
+        items=[ScoredItem(item_id=i, score=s) for i, s in lst],
+    )
+
+
+@router.get("/users/{user_id}/recommendations", responses=RESPONSES)
+def recommend(
+    user_id: UserId,
+    services: ServicesDep,
+    response: Response,
+    n: N = 10,
+    exclude: Annotated[
+        list[Annotated[str, Query(max_length=MAX_ID_LENGTH)]],
+        Query(max_length=1000, description="Item ids never to return (repeatable)."),
+    ] = [],  # noqa: B006 - FastAPI copies defaults per request
+    context: Annotated[
+        list[Annotated[str, Query(max_length=200)]],
+        Query(max_length=32, description="Request context as KEY:VALUE (repeatable)."),
+    ] = [],  # noqa: B006
+) -> Recommendations:
+    """The top ``n`` items for a user, leaving out what they already interacted with. A user
+    the model does not know gets the cold-start fallback (not an error)."""
+    rec = _served(services)
+    ctx = _context(context)
+    history: list[str] = []
+    limit = services.settings.history_limit
+    if limit:
+        with services.metrics.stage("history"):
+            page = services.store.user_interactions(user_id, limit=limit)
+        history = [r.item_id for r in page.rows]
+    (lst,) = rec.recommend([user_id], n, context=ctx, exclude=[exclude], history=[history])
+    out = _answer(response, rec, lst)
+    services.requests.add(out.request_id, user_id, rec.version)
+    return out
+
+
+@router.get("/items/{item_id}/similar", responses={**RESPONSES, 404: {"model": ErrorBody}})
+def similar(
+    item_id: ItemId, services: ServicesDep, response: Response, n: N = 10
+) -> Recommendations:
+    """The ``n`` items most like ``item_id`` (404 when the model does not know the item)."""
+    rec = _served(services)
+    (lst,) = rec.similar_items([item_id], n)
+    return _answer(response, rec, lst)
