@@ -14,11 +14,26 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# The main job: fetch MovieLens-100k, train and evaluate the models with RecBole's protocol.
+# The main job: fetch MovieLens-100k, load it into the embedded SQLite store, train and
+# evaluate the models with RecBole's protocol (report printed and written to reports/), publish
+# a model to the registry and serve the API on localhost. API keys: RECFUNNEL_WRITE_KEY /
+# RECFUNNEL_READ_KEY from the environment, or generated once into .recfunnel-keys (mode 600).
+STORE ?= sqlite:///data/recfunnel.db
+HOST  ?= 127.0.0.1
+PORT  ?= 8000
 run: $(STAMP)
 	$(BIN)/recfunnel datasets fetch ml-100k
-	$(BIN)/recfunnel evaluate --dataset ml-100k --split ro:0.8,0.1,0.1 --seed 2020 \
+	mkdir -p data
+	$(BIN)/recfunnel ingest --dataset ml-100k --store $(STORE)
+	$(BIN)/recfunnel evaluate --dataset $(STORE) --split ro:0.8,0.1,0.1 --seed 2020 \
 		--models pop,itemknn,ease,als,bpr,lightgcn --output reports/ml-100k.json --plot reports/ml-100k.png
+	$(BIN)/recfunnel train --model als --dataset $(STORE) --registry models
+	@if [ -z "$$RECFUNNEL_WRITE_KEY" ] && [ ! -f .recfunnel-keys ]; then (umask 077; \
+		$(BIN)/python -c 'import secrets; t = secrets.token_urlsafe; \
+		print(f"RECFUNNEL_WRITE_KEY={t(24)}\nRECFUNNEL_READ_KEY={t(24)}")' > .recfunnel-keys); fi
+	@if [ -z "$$RECFUNNEL_WRITE_KEY" ]; then set -a; . ./.recfunnel-keys; set +a; \
+		echo "API keys: see .recfunnel-keys (export them to use the curl lines below)"; fi; \
+		$(BIN)/recfunnel serve --store $(STORE) --model-dir models --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

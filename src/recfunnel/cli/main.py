@@ -102,7 +102,12 @@ def _load_matrix(
 
     path = Path(dataset)
     with console.status(f"loading {dataset}"):
-        if path.is_file():
+        if "://" in dataset:  # an event store: sqlite:///file.db or postgresql://…
+            from recfunnel.data.store import open_store
+
+            with open_store(dataset) as store:
+                data = store.to_dataset(name=dataset.rsplit("/", 1)[-1])
+        elif path.is_file():
             from recfunnel.data.loaders import load_table
 
             if not user_col or not item_col:

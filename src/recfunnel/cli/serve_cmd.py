@@ -85,6 +85,21 @@ def serve(
         _fail(ConfigError(_settings_error(exc)))
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
+    base = f"http://{host}:{port}"
+    # The keys stay in the environment: the examples name the variables, never the values.
+    console.print(
+        f"serving {base} (OpenAPI: {base}/docs). Try:\n"
+        f"  curl -H \"X-API-Key: $RECFUNNEL_READ_KEY\" '{base}/v1/users/196/recommendations?n=10'\n"
+        f"  curl -H \"X-API-Key: $RECFUNNEL_READ_KEY\" '{base}/v1/items/50/similar?n=5'\n"
+        f'  curl -X POST -H "X-API-Key: $RECFUNNEL_WRITE_KEY" '
+        "-H 'Content-Type: application/json' "
+        f'-d \'{{"interactions": [{{"event_id": "demo-1", "user_id": "196", '
+        f'"item_id": "50", "event_type": "rating", "value": 5}}]}}\' '
+        f"{base}/v1/interactions\n"
+        f"  curl {base}/metrics",
+        highlight=False,
+        soft_wrap=True,
+    )
     uvicorn.run(
         app, host=host, port=port, log_level=log_level, server_header=False,
         timeout_graceful_shutdown=10,
@@ -97,9 +112,46 @@ def _settings_error(exc: ValidationError) -> str:
     return f"{where}: {str(err['msg']).removeprefix('Value error, ')}"
 
 
+def _import_dataset(name: str, store: str, cache_dir: Path | None, batch_size: int) -> None:
+    from recfunnel.data.datasets import DEFAULT_CACHE_DIR, load
+    from recfunnel.data.store import import_dataset, open_store
+
+    try:
+        if batch_size < 1:
+            raise ConfigError(f"--batch-size must be positive, got {batch_size}")
+        data = load(name, cache_dir=cache_dir or DEFAULT_CACHE_DIR)
+        with open_store(store) as st:
+            totals = import_dataset(
+                st, data, source=name, batch_size=max(batch_size, 10_000), progress=True
+            )
+    except (RecfunnelError, OSError) as exc:
+        _fail(exc)
+    typer.echo(
+        f"{name} into {store}: {totals['users']} users, {totals['items']} items, "
+        f"interactions accepted {totals['accepted']}, already present "
+        f"{totals['already_present']}"
+    )
+
+
 def ingest(
-    file: Annotated[Path, typer.Argument(help="A .csv or .jsonl file of rows.")],
-    store: Annotated[str, typer.Option(help="Event store URL: sqlite:///FILE or postgresql://…")],
+    file: Annotated[
+        Path | None, typer.Argument(help="A .csv or .jsonl file of rows (or use --dataset).")
+    ] = None,
+    store: Annotated[
+        str, typer.Option(help="Event store URL: sqlite:///FILE or postgresql://…")
+    ] = "sqlite:///recfunnel.db",
+    dataset: Annotated[
+        str | None,
+        typer.Option(
+            help="Import a whole cached dataset (e.g. ml-100k, after `recfunnel datasets "
+            "fetch`): users, items and interactions, with event ids '<name>:<row>' so a "
+            "re-run adds nothing."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        Path | None,
+        typer.Option("--cache-dir", envvar="RECFUNNEL_CACHE_DIR", help="Dataset cache."),
+    ] = None,
     kind: Annotated[str, typer.Option(help="interactions | users | items | edges")] = (
         "interactions"
     ),
@@ -111,6 +163,12 @@ def ingest(
     """Load a CSV or JSON-lines file into the store, with the API's validation."""
     from recfunnel.data.store import open_store
 
+    if (file is None) == (dataset is None):
+        _fail(ConfigError("give either a FILE or --dataset NAME"))
+    if dataset is not None:
+        _import_dataset(dataset, store, cache_dir, batch_size)
+        return
+    assert file is not None
     try:
         if kind not in KINDS:
             raise ConfigError(f"--kind must be one of {sorted(KINDS)}, got {kind!r}")
