@@ -10,7 +10,6 @@ Artefacts are a directory with ``manifest.json`` and ``arrays.npz`` (never pickl
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -29,6 +28,7 @@ import scipy.sparse as sp
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
+from recfunnel.core.params import Params
 from recfunnel.core.topk import topk
 
 ARTIFACT_FORMAT = "recfunnel.CandidateGenerator"
@@ -60,7 +60,7 @@ class ScoredList:
 SearchSpace = dict[str, tuple[Any, ...]]
 
 
-class CandidateGenerator(ABC):
+class CandidateGenerator(Params, ABC):
     """Base class of every candidate generator.
 
     Hyper-parameters are the ``__init__`` keyword arguments, stored unchanged under the same
@@ -101,25 +101,6 @@ class CandidateGenerator(ABC):
         """Restore what :meth:`_state` returned."""
 
     # ---- parameters (scikit-learn conventions) -----------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def set_params(self, **params: Any) -> Self:
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise ConfigError(f"{type(self).__name__} has no parameter(s) {sorted(unknown)}")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ---- derived behaviour --------------------------------------------------------------
     def fit(

@@ -16,7 +16,6 @@ text files the manifest lists, each checksummed.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
+from recfunnel.core.params import Params
 
 ARTIFACT_FORMAT = "recfunnel.Ranker"
 ARTIFACT_VERSION = 1
@@ -143,7 +143,7 @@ class LabelledFeatures:
             object.__setattr__(self, "groups", np.asarray(self.groups, dtype=np.int64))
 
 
-class Ranker(ABC):
+class Ranker(Params, ABC):
     """Base class of every ranker.
 
     Hyper-parameters are the ``__init__`` keyword arguments, stored unchanged under the same
@@ -187,7 +187,7 @@ class Ranker(ABC):
         """Text artefacts to persist, file name -> content (a library's own model format)."""
         return {}
 
-    def _set_texts(self, texts: dict[str, str]) -> None:  # noqa: B027 - optional hook
+    def _set_texts(self, texts: dict[str, str]) -> None:
         """Restore what :meth:`_texts` returned (called before :meth:`_set_state`)."""
 
     @property
@@ -195,29 +195,10 @@ class Ranker(ABC):
         """Whether :meth:`predict` returns probabilities of a positive label."""
         return True
 
-    def _check_params(self) -> None:  # noqa: B027 - optional hook
+    def _check_params(self) -> None:
         """Raise ``ConfigError`` for invalid hyper-parameters (called by ``fit``)."""
 
     # ---- parameters (scikit-learn conventions) -----------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def set_params(self, **params: Any) -> Self:
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise ConfigError(f"{type(self).__name__} has no parameter(s) {sorted(unknown)}")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ---- derived behaviour --------------------------------------------------------------
     def fit(

@@ -29,16 +29,16 @@ unchanged (scikit-learn conventions).
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from recfunnel.core.errors import ConfigError
+from recfunnel.core.params import Params
 
 FloatArray = npt.NDArray[np.float64]
 ObjectArray = npt.NDArray[np.object_]
@@ -260,7 +260,7 @@ class RerankContext:
             raise ConfigError(f"slate size n must be >= 0, got {self.n}")
 
 
-class Reranker(ABC):
+class Reranker(Params, ABC):
     """Base class of every re-ranking step.
 
     The only abstract method is :meth:`rerank`; hyper-parameters are the ``__init__`` keyword
@@ -281,29 +281,3 @@ class Reranker(ABC):
         if len(slates) != len(contexts):
             raise ConfigError(f"{len(slates)} slates but {len(contexts)} contexts")
         return [self.rerank(s, c) for s, c in zip(slates, contexts, strict=True)]
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        if cls.__init__ is object.__init__:  # a step without hyper-parameters
-            return []
-        sig = inspect.signature(cls.__init__)
-        return [
-            name
-            for name, p in sig.parameters.items()
-            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
-
-    def get_params(self) -> dict[str, Any]:
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def set_params(self, **params: Any) -> Self:
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise ConfigError(f"{type(self).__name__} has no parameter(s) {sorted(unknown)}")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"

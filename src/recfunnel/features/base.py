@@ -8,7 +8,6 @@ needs history, on the event log; ``transform`` then turns any frame of the same 
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from recfunnel.core.errors import ConfigError, DataError, NotFittedError
+from recfunnel.core.params import Params
 
 if TYPE_CHECKING:
     from recfunnel.core.ranker import RankerFeatures
@@ -93,7 +93,7 @@ class FeatureBlock:
         )
 
 
-class FeatureStep(ABC):
+class FeatureStep(Params, ABC):
     """One named part of a :class:`~recfunnel.features.pipeline.FeaturePipeline`.
 
     Implementations provide ``fit``, ``transform`` and their learned arrays (``_state`` /
@@ -117,33 +117,13 @@ class FeatureStep(ABC):
         """Learned arrays to persist (default: none)."""
         return {}
 
-    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:  # noqa: B027 (optional)
+    def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         """Restore what :meth:`_state` returned (default: nothing to restore)."""
 
     def fit_transform(
         self, frame: pd.DataFrame, events: pd.DataFrame | None = None
     ) -> FeatureBlock:
         return self.fit(frame, events).transform(frame)
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def set_params(self, **params: Any) -> Self:
-        unknown = set(params) - set(self._param_names())
-        if unknown:
-            raise ConfigError(f"{type(self).__name__} has no parameter(s) {sorted(unknown)}")
-        for key, value in params.items():
-            setattr(self, key, value)
-        return self
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     def _check_fitted(self, attribute: str) -> None:
         if not hasattr(self, attribute):
