@@ -12,6 +12,7 @@ from recfunnel.candidates._training import (
     Adam,
     Positives,
     bpr_objective,
+    bpr_objective_rows,
     sample_negatives,
     validation_ndcg,
 )
@@ -110,6 +111,70 @@ def test_adam_matches_the_reference_update() -> None:
         v = 0.999 * v + 0.001 * g * g
         ref -= 0.1 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
     np.testing.assert_allclose(p.numpy(), ref, rtol=1e-6)
+
+
+def test_row_objective_is_the_dense_objective_restricted_to_the_batch_rows() -> None:
+    rng = np.random.default_rng(0)
+    ego = torch.from_numpy(rng.standard_normal((12, 4)).astype(np.float32))
+    users = np.array([0, 1, 1, 3])
+    pos, neg = np.array([5, 6, 8, 5]), np.array([7, 7, 4, 6])
+    loss, grad = bpr_objective(ego, ego, lambda e: e, users, pos, neg, reg=0.1)
+    loss_rows, rows, grad_rows = bpr_objective_rows(ego, users, pos, neg, reg=0.1)
+    assert rows.tolist() == sorted({*users, *pos, *neg})
+    assert loss_rows == pytest.approx(loss, rel=1e-6)
+    np.testing.assert_allclose(grad_rows.numpy(), grad.numpy()[rows.numpy()], rtol=1e-5, atol=1e-8)
+    others = np.setdiff1d(np.arange(12), rows.numpy())
+    assert not grad.numpy()[others].any()
+
+
+def test_lazy_adam_touches_only_the_given_rows() -> None:
+    rng = np.random.default_rng(0)
+    p = torch.from_numpy(rng.standard_normal((6, 3)).astype(np.float32))
+    adam = Adam(p, lr=0.1)
+    adam.step(torch.from_numpy(rng.standard_normal((6, 3)).astype(np.float32)))
+    # After a dense step every row has momentum: a dense step would keep moving them all.
+    before = (p.clone(), adam.m.clone(), adam.v.clone())
+    rows, g = torch.tensor([1, 4]), torch.from_numpy(rng.standard_normal((2, 3)).astype(np.float32))
+    adam.step_rows(rows, g)
+    assert adam.t == 2
+    untouched = [0, 2, 3, 5]
+    for now, then in zip((p, adam.m, adam.v), before, strict=True):
+        np.testing.assert_array_equal(now.numpy()[untouched], then.numpy()[untouched])
+    # The touched rows get exactly Adam's update, bias-corrected with the global step count.
+    m = 0.9 * before[1].numpy()[[1, 4]] + 0.1 * g.numpy()
+    v = 0.999 * before[2].numpy()[[1, 4]] + 0.001 * g.numpy() ** 2
+    ref = before[0].numpy()[[1, 4]] - 0.1 * (m / (1 - 0.9**2)) / (
+        np.sqrt(v / (1 - 0.999**2)) + 1e-8
+    )
+    np.testing.assert_allclose(adam.m.numpy()[[1, 4]], m, rtol=1e-6)
+    np.testing.assert_allclose(adam.v.numpy()[[1, 4]], v, rtol=1e-6)
+    np.testing.assert_allclose(p.numpy()[[1, 4]], ref, rtol=1e-5)
+
+
+def test_bpr_step_touches_only_the_rows_of_the_batch() -> None:
+    # User 3 has every item but item 9 as a positive, so item 9 is its only negative.
+    n_users, n_items = 5, 10
+    dense = np.zeros((n_users, n_items), np.float32)
+    dense[:3, :4] = 1
+    dense[3, :9] = 1
+    dense[4, 5] = 1
+    positives = Positives(sp.csr_matrix(dense))
+    rng = np.random.default_rng(0)
+    ego = torch.from_numpy(rng.standard_normal((n_users + n_items, 4)).astype(np.float32))
+    adam = Adam(ego, lr=0.05)
+    for negatives in ("uniform", "hard"):
+        model = BPR(factors=4, reg=0.01, negatives=negatives)
+        # A first step on other users gives momentum to many rows.
+        users, items = np.array([0, 1, 2, 4]), np.array([0, 1, 3, 5])
+        model._step(ego, None, adam, positives, users, items, rng, negatives == "hard")
+        before = (ego.clone(), adam.m.clone(), adam.v.clone())
+        users, items = np.array([3, 3]), np.array([2, 7])
+        model._step(ego, None, adam, positives, users, items, rng, negatives == "hard")
+        batch_rows = {3, n_users + 2, n_users + 7, n_users + 9}
+        untouched = [r for r in range(n_users + n_items) if r not in batch_rows]
+        for now, then in zip((ego, adam.m, adam.v), before, strict=True):
+            np.testing.assert_array_equal(now.numpy()[untouched], then.numpy()[untouched])
+            assert (now.numpy()[sorted(batch_rows)] != then.numpy()[sorted(batch_rows)]).all()
 
 
 def test_training_loss_decreases_and_model_is_an_embedding_model() -> None:

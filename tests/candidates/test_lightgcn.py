@@ -96,6 +96,35 @@ def test_training_is_deterministic_and_learns() -> None:
     assert (np.where(own, scores, np.inf).min(1) > np.where(own, -np.inf, scores).max(1)).all()
 
 
+def test_batches_per_epoch_are_bounded_by_growing_the_batch() -> None:
+    data = InteractionMatrix.from_arrays(
+        [f"u{u}" for u in range(12) for _ in range(3)],
+        [f"i{(u % 3) * 3 + k}" for u in range(12) for k in range(3)],
+    )
+    steps: list[int] = []
+
+    class Counting(LightGCN):
+        def _step(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            steps.append(len(args[4]))
+            return super()._step(*args, **kwargs)
+
+    model = Counting(factors=4, batch_size=4, max_batches=3, max_epochs=2).fit(data)
+    assert model.batch_size_ == 12  # ceil(36 pairs / 3 batches)
+    assert steps == [12, 12, 12] * 2
+    steps.clear()
+    model = Counting(factors=4, batch_size=4, max_batches=None, max_epochs=1).fit(data)
+    assert model.batch_size_ == 4 and steps == [4] * 9
+    assert LightGCN(batch_size=8192)._epoch_batch_size(800_000) == 8192
+    assert LightGCN(batch_size=8192, max_batches=100)._epoch_batch_size(50_000_000) == 500_000
+
+
+@pytest.mark.parametrize("max_batches", [0, -2, 2.5])
+def test_bad_max_batches_are_refused(max_batches: object) -> None:
+    data = InteractionMatrix.from_arrays(list("aab"), list("xyx"))
+    with pytest.raises(ConfigError, match="max_batches"):
+        LightGCN(max_batches=max_batches).fit(data)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("n_layers", [-1, 1.5])
 def test_bad_layer_counts_are_refused(n_layers: object) -> None:
     data = InteractionMatrix.from_arrays(list("ab"), list("xy"))

@@ -8,6 +8,14 @@ interaction graph. ``P`` is linear and symmetric in both, so the gradient of the
 respect to ``E`` is ``P(∂loss/∂F)``: gradients are written by hand, which skips autograd's
 bookkeeping and the one-second import of ``torch._dynamo`` that ``torch.optim`` triggers.
 
+Cost per batch. With ``P = identity`` a batch's gradient lives on the rows of its users,
+positives and negatives only: the gradient, the regularisation and the Adam step (row-sparse,
+"lazy" Adam: :meth:`Adam.step_rows`) touch those rows and nothing else, so a batch costs
+O(batch x d) whatever the size of the table and an epoch O(interactions x d). With a
+propagation the gradient ``P(∂loss/∂F)`` is dense: a batch costs O(nnz + (users + items) x d),
+and models bound the number of batches per epoch (LightGCN's ``max_batches``) to keep an epoch
+linear in the interactions.
+
 torch is imported inside functions only: importing this module (or the models) stays cheap.
 """
 
@@ -40,6 +48,9 @@ DENSE_POSITIVES_LIMIT = 1 << 26
 #: candidate vectors while it has at most this many times more cells than there are
 #: candidates (crossover measured at ~25 on one CPU thread, ml-100k and ml-1m shapes).
 GEMM_OVER_GATHER = 25
+
+#: Hard-negative scoring gathers candidate vectors in chunks of about this many floats (64 MB).
+GATHER_CHUNK = 1 << 24
 
 Propagation = Callable[["torch.Tensor"], "torch.Tensor"]
 #: (users B, candidate items B x C) -> scores B x C of the current model.
@@ -158,9 +169,15 @@ def score_candidates(
         full = (user_vecs.index_select(0, torch.from_numpy(distinct)) @ item_vecs.T).numpy()
         scores: npt.NDArray[np.float32] = full.reshape(-1)[inverse[:, None] * full.shape[1] + cand]
         return scores
-    vecs = item_vecs.index_select(0, torch.from_numpy(cand.reshape(-1))).view(*cand.shape, -1)
-    u = user_vecs.index_select(0, torch.from_numpy(users)).unsqueeze(2)
-    scores = torch.bmm(vecs, u).squeeze(2).numpy()
+    # Gathered in chunks of about GATHER_CHUNK floats: a large batch (LightGCN's grows with
+    # the data) would otherwise materialise B x C x d candidate vectors at once.
+    rows = max(1, GATHER_CHUNK // max(cand.shape[1] * item_vecs.shape[1], 1))
+    scores = np.empty(cand.shape, dtype=np.float32)
+    for start in range(0, len(users), rows):
+        c = cand[start : start + rows]
+        vecs = item_vecs.index_select(0, torch.from_numpy(c.reshape(-1))).view(*c.shape, -1)
+        u = user_vecs.index_select(0, torch.from_numpy(users[start : start + rows])).unsqueeze(2)
+        scores[start : start + rows] = torch.bmm(vecs, u).squeeze(2).numpy()
     return scores
 
 
@@ -192,18 +209,67 @@ def bpr_objective(
     grad.index_add_(0, j_rows, gj)
     grad = propagate(grad)  # P is linear and symmetric: ∂loss/∂E = P(∂loss/∂F)
     if reg:
-        # Counted per occurrence in the batch: cheaper than gathering the rows again.
+        # Only the batch's rows, counted per occurrence: O(batch x d), not O(table).
         rows = torch.cat([u_rows, i_rows, j_rows])
-        counts = torch.bincount(rows, minlength=len(ego)).to(ego.dtype).unsqueeze(1)
+        e = ego.index_select(0, rows)
         scale = reg / len(users)
-        loss += 0.5 * scale * float((counts * ego * ego).sum())
-        grad.addcmul_(counts, ego, value=scale)
+        loss += 0.5 * scale * float((e * e).sum())
+        grad.index_add_(0, rows, e, alpha=scale)
     return loss, grad
 
 
+def bpr_objective_rows(
+    ego: torch.Tensor,
+    users: npt.NDArray[np.int64],
+    pos_rows: npt.NDArray[np.int64],
+    neg_rows: npt.NDArray[np.int64],
+    reg: float,
+) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """:func:`bpr_objective` for ``P = identity``, row-sparse: the batch loss, the distinct
+    rows the batch touches (sorted) and the gradient on those rows only (rows x d). Every
+    other row of ``E`` has a zero gradient; nothing here is proportional to the table.
+
+    >>> import torch
+    >>> ego = torch.ones(6, 2)
+    >>> loss, rows, grad = bpr_objective_rows(
+    ...     ego, np.array([0, 0]), np.array([3, 4]), np.array([5, 5]), 0.0)
+    >>> rows.tolist(), tuple(grad.shape)
+    ([0, 3, 4, 5], (4, 2))
+    """
+    import torch
+
+    b = len(users)
+    distinct, inverse = np.unique(np.concatenate([users, pos_rows, neg_rows]), return_inverse=True)
+    rows = torch.from_numpy(distinct)
+    inv = torch.from_numpy(inverse.reshape(-1))
+    u_at, i_at, j_at = inv[:b], inv[b : 2 * b], inv[2 * b :]
+    sub = ego.index_select(0, rows)
+    loss, gu, gi, gj = bpr_loss_and_grads(
+        sub.index_select(0, u_at), sub.index_select(0, i_at), sub.index_select(0, j_at)
+    )
+    grad = torch.zeros_like(sub)
+    grad.index_add_(0, u_at, gu)
+    grad.index_add_(0, i_at, gi)
+    grad.index_add_(0, j_at, gj)
+    if reg:
+        # Counted per occurrence in the batch, as in bpr_objective.
+        counts = torch.bincount(inv, minlength=len(distinct)).to(ego.dtype).unsqueeze(1)
+        scale = reg / b
+        loss += 0.5 * scale * float((counts * sub * sub).sum())
+        grad.addcmul_(counts, sub, value=scale)
+    return loss, rows, grad
+
+
 class Adam:
-    """Adam (Kingma & Ba 2015) on dense tensors, the same update as ``torch.optim.Adam``
-    without weight decay; written out to avoid ``torch.optim``'s import cost."""
+    """Adam (Kingma & Ba 2015), the same update as ``torch.optim.Adam`` without weight decay;
+    written out to avoid ``torch.optim``'s import cost.
+
+    :meth:`step` updates every row from a dense gradient. :meth:`step_rows` is the row-sparse
+    ("lazy") variant of TensorFlow's ``LazyAdamOptimizer`` and ``torch.optim.SparseAdam``: only
+    the given rows' moments and parameters move; rows outside the batch keep their values and
+    moments exactly (a dense step would keep moving them on their momentum). Bias correction
+    uses the global step count ``t``, shared by both kinds of step.
+    """
 
     def __init__(
         self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999)
@@ -222,6 +288,18 @@ class Adam:
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         denom = (self.v.sqrt() / (1 - b2**self.t) ** 0.5).add_(self.eps)
         self.param.addcdiv_(self.m, denom, value=-self.lr / (1 - b1**self.t))
+
+    def step_rows(self, rows: torch.Tensor, grad: torch.Tensor) -> None:
+        """Lazy step: ``grad`` (len(rows) x d) is the gradient on the distinct ``rows``; the
+        other rows have none and are left alone. O(len(rows) x d)."""
+        b1, b2 = self.betas
+        self.t += 1
+        m = self.m.index_select(0, rows).mul_(b1).add_(grad, alpha=1 - b1)
+        v = self.v.index_select(0, rows).mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        self.m.index_copy_(0, rows, m)
+        self.v.index_copy_(0, rows, v)
+        denom = (v.sqrt_() / (1 - b2**self.t) ** 0.5).add_(self.eps)
+        self.param.index_add_(0, rows, m.div_(denom), alpha=-self.lr / (1 - b1**self.t))
 
 
 @contextlib.contextmanager
@@ -279,7 +357,9 @@ class BPRTrainedEmbeddings(CandidateGenerator):
     Learned: ``user_embeddings_`` / ``item_embeddings_`` (final vectors, float32),
     ``history_`` (per epoch: ``epoch``, ``loss``, ``valid_ndcg`` - None when not evaluated -
     and ``seconds`` of training so far, evaluations included),
-    ``best_epoch_`` (the epoch whose vectors were kept) and ``fit_seconds_``.
+    ``best_epoch_`` (the epoch whose vectors were kept), ``batch_size_`` (the batch size
+    training used: ``batch_size`` unless :meth:`_epoch_batch_size` grows it with the data) and
+    ``fit_seconds_``.
     """
 
     metric: ClassVar[str] = "dot"
@@ -302,12 +382,17 @@ class BPRTrainedEmbeddings(CandidateGenerator):
     item_embeddings_: npt.NDArray[np.float32]
     history_: list[dict[str, Any]]
     best_epoch_: int
+    batch_size_: int
     fit_seconds_: float
 
     @abstractmethod
     def _propagation(self, seen: sp.csr_matrix) -> Propagation | None:
         """The linear, symmetric map ``P`` from ego embeddings (users over items, n x d) to
         final ones; None for the identity."""
+
+    def _epoch_batch_size(self, n_pairs: int) -> int:
+        """The batch size for an epoch over ``n_pairs`` training pairs: ``batch_size``."""
+        return int(self.batch_size)
 
     def _check_params(self) -> None:
         cls = type(self).__name__
@@ -362,22 +447,23 @@ class BPRTrainedEmbeddings(CandidateGenerator):
                 np.float32
             )
         )
-        propagate = self._propagation(seen) or (lambda e: e)
+        propagate = self._propagation(seen)
         adam = Adam(ego, self.lr)
         hard = self.negatives == "hard"
+        batch_size = self.batch_size_ = self._epoch_batch_size(len(pair_users))
 
         def run_epoch() -> float:
             order = rng.permutation(len(pair_users))
             total = 0.0
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start : start + self.batch_size]
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
                 total += self._step(
                     ego, propagate, adam, positives, pair_users[batch], pair_items[batch], rng, hard
                 ) * len(batch)
             return total / len(order)
 
         def vectors() -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-            final = propagate(ego).numpy()
+            final = (ego if propagate is None else propagate(ego)).numpy()
             return final[:n_users].copy(), final[n_users:].copy()
 
         return self._early_stopping(run_epoch, vectors, validate)
@@ -385,7 +471,7 @@ class BPRTrainedEmbeddings(CandidateGenerator):
     def _step(
         self,
         ego: torch.Tensor,
-        propagate: Propagation,
+        propagate: Propagation | None,
         adam: Adam,
         positives: Positives,
         users: npt.NDArray[np.int64],
@@ -393,9 +479,13 @@ class BPRTrainedEmbeddings(CandidateGenerator):
         rng: np.random.Generator,
         hard: bool,
     ) -> float:
-        """One Adam step on a batch of (user, positive item) pairs; returns the batch loss."""
+        """One Adam step on a batch of (user, positive item) pairs; returns the batch loss.
+
+        ``propagate`` None (the identity): a row-sparse step, touching only the rows of the
+        batch's users, positives and negatives. Otherwise the propagated gradient is dense and
+        so is the step."""
         n_users = positives.n_users
-        final = propagate(ego)
+        final = ego if propagate is None else propagate(ego)
         negs = sample_negatives(
             positives,
             users,
@@ -403,6 +493,12 @@ class BPRTrainedEmbeddings(CandidateGenerator):
             n_candidates=self.n_candidates if hard else 1,
             score=partial(score_candidates, final[:n_users], final[n_users:]) if hard else None,
         )
+        if propagate is None:
+            loss, rows, grad_rows = bpr_objective_rows(
+                ego, users, items + n_users, negs + n_users, self.reg
+            )
+            adam.step_rows(rows, grad_rows)
+            return loss
         loss, grad = bpr_objective(
             ego, final, propagate, users, items + n_users, negs + n_users, self.reg
         )

@@ -17,7 +17,10 @@ from recfunnel.core.generator import SearchSpace
 class BPR(BPRTrainedEmbeddings):
     """score(u, i) = p_u · q_i, with ``factors``-dimensional user and item vectors learned by
     minimising −log σ(p_u · q_i − p_u · q_j) + ``reg``/2 (‖p_u‖² + ‖q_i‖² + ‖q_j‖²), averaged
-    over (user, positive i, negative j) triples, with Adam (learning rate ``lr``).
+    over (user, positive i, negative j) triples, with Adam (learning rate ``lr``). The Adam
+    step is row-sparse ("lazy"): a batch updates only its users', positives' and negatives'
+    vectors and moments, so a batch costs the same whatever the number of users and items,
+    and an epoch is linear in the interactions.
 
     Each epoch visits every training pair once, in shuffled batches of ``batch_size``, with one
     negative j per pair: ``negatives="uniform"`` draws it uniformly among the user's
