@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from recfunnel.core.errors import ArtifactError, ConfigError
+from recfunnel.core.errors import ArtifactError
 from recfunnel.core.generator import CandidateGenerator, read_manifest
+from recfunnel.core.registry import construct, resolve
 
 #: Registry name -> "module:Class". Artefacts name their kind here; nothing is imported by a
 #: path that a file supplies.
@@ -29,14 +30,7 @@ REGISTRY: dict[str, str] = {
 
 def generator_class(name: str) -> type[CandidateGenerator]:
     """The class registered under ``name``."""
-    key = name.strip().lower()
-    try:
-        module, _, cls_name = REGISTRY[key].partition(":")
-    except KeyError:
-        raise ConfigError(
-            f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    cls: type[CandidateGenerator] = getattr(importlib.import_module(module), cls_name)
+    cls: type[CandidateGenerator] = resolve(REGISTRY, name, "model")
     return cls
 
 
@@ -46,13 +40,8 @@ def make_generator(name: str, **params: Any) -> CandidateGenerator:
     >>> make_generator("itemknn", k=50)
     ItemKNN(k=50, shrink=0.0, block_size=1024)
     """
-    cls = generator_class(name)
-    unknown = sorted(set(params) - set(cls._param_names()))
-    if unknown:
-        raise ConfigError(
-            f"{cls.__name__} has no parameter(s) {unknown}; it takes {cls._param_names()}"
-        )
-    return cls(**params)
+    generator: CandidateGenerator = construct(generator_class(name), params)
+    return generator
 
 
 def load_generator(path: str | os.PathLike[str]) -> CandidateGenerator:

@@ -25,14 +25,13 @@ ExactIndex(metric='cosine', threads=1, build_threads=None, n=3)
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import os
 from pathlib import Path
 from typing import Any
 
-from recfunnel.core.errors import ArtifactError, ConfigError
+from recfunnel.core.errors import ArtifactError
 from recfunnel.core.index import VectorIndex, read_index_manifest
+from recfunnel.core.registry import construct, resolve
 
 #: Kind -> "module:Class". Manifests name their kind here; nothing is imported by a path that
 #: a file supplies.
@@ -46,14 +45,7 @@ REGISTRY: dict[str, str] = {
 
 def index_class(kind: str) -> type[VectorIndex]:
     """The class registered under ``kind``."""
-    key = kind.strip().lower()
-    try:
-        module, _, cls_name = REGISTRY[key].partition(":")
-    except KeyError:
-        raise ConfigError(
-            f"unknown index kind {kind!r}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    cls: type[VectorIndex] = getattr(importlib.import_module(module), cls_name)
+    cls: type[VectorIndex] = resolve(REGISTRY, kind, "index kind")
     return cls
 
 
@@ -70,13 +62,8 @@ def make_index(kind: str, *, metric: str = "dot", **params: Any) -> VectorIndex:
     recfunnel.core.errors.ConfigError: hnsw index has no parameter(s) ['efSearch']; it takes [...]
     """
     cls = index_class(kind)
-    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    unknown = sorted(set(params) - set(accepted))
-    if unknown:
-        raise ConfigError(
-            f"{cls.kind} index has no parameter(s) {unknown}; it takes {sorted(accepted)}"
-        )
-    return cls(metric=metric, **params)
+    index: VectorIndex = construct(cls, {"metric": metric, **params}, label=f"{cls.kind} index")
+    return index
 
 
 def load_index(path: str | os.PathLike[str]) -> VectorIndex:

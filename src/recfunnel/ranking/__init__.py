@@ -11,8 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from recfunnel.core.errors import ArtifactError, ConfigError
+from recfunnel.core.errors import ArtifactError
 from recfunnel.core.ranker import Ranker, read_ranker_manifest
+from recfunnel.core.registry import construct, resolve
 
 #: Registry name -> "module:Class". Artefacts name their kind here; nothing is imported by a
 #: path that a file supplies.
@@ -25,14 +26,7 @@ REGISTRY: dict[str, str] = {
 
 def ranker_class(name: str) -> type[Ranker]:
     """The class registered under ``name``."""
-    key = name.strip().lower()
-    try:
-        module, _, cls_name = REGISTRY[key].partition(":")
-    except KeyError:
-        raise ConfigError(
-            f"unknown ranker {name!r}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    cls: type[Ranker] = getattr(importlib.import_module(module), cls_name)
+    cls: type[Ranker] = resolve(REGISTRY, name, "ranker")
     return cls
 
 
@@ -46,13 +40,8 @@ def make_ranker(name: str, **params: Any) -> Ranker:
     ...
     recfunnel.core.errors.ConfigError: unknown ranker 'xgboost'; available: dcn, lightgbm, wide_deep
     """
-    cls = ranker_class(name)
-    unknown = sorted(set(params) - set(cls._param_names()))
-    if unknown:
-        raise ConfigError(
-            f"{cls.__name__} has no parameter(s) {unknown}; it takes {cls._param_names()}"
-        )
-    return cls(**params)
+    ranker: Ranker = construct(ranker_class(name), params)
+    return ranker
 
 
 def load_ranker(path: str | os.PathLike[str]) -> Ranker:

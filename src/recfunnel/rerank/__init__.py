@@ -27,6 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recfunnel.core.errors import ConfigError
+from recfunnel.core.registry import construct, resolve
 from recfunnel.core.rerank import RerankContext, Reranker, Slate
 from recfunnel.rerank.fallback import FallbackChain, PopularInContext, SlateSource, StaticSource
 
@@ -44,14 +45,7 @@ REGISTRY: dict[str, str] = {
 
 def reranker_class(name: str) -> type[Reranker]:
     """The class registered under ``name``."""
-    key = name.strip().lower()
-    try:
-        module, _, cls_name = REGISTRY[key].partition(":")
-    except KeyError:
-        raise ConfigError(
-            f"unknown reranker {name!r}; available: {', '.join(sorted(REGISTRY))}"
-        ) from None
-    cls: type[Reranker] = getattr(importlib.import_module(module), cls_name)
+    cls: type[Reranker] = resolve(REGISTRY, name, "reranker")
     return cls
 
 
@@ -61,13 +55,8 @@ def make_reranker(name: str, **params: Any) -> Reranker:
     >>> make_reranker("freshness", half_life=3600.0)
     FreshnessBoost(half_life=3600.0, weight=0.2, mode='multiply', attribute='created_at')
     """
-    cls = reranker_class(name)
-    unknown = sorted(set(params) - set(cls._param_names()))
-    if unknown:
-        raise ConfigError(
-            f"{cls.__name__} has no parameter(s) {unknown}; it takes {cls._param_names()}"
-        )
-    return cls(**params)
+    reranker: Reranker = construct(reranker_class(name), params)
+    return reranker
 
 
 class RerankChain(Reranker):
