@@ -9,11 +9,8 @@ Artefacts are a directory with ``manifest.json`` and ``arrays.npz`` (never pickl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
+from recfunnel.core.artifact import sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
@@ -188,8 +186,7 @@ class CandidateGenerator(Params, ABC):
         arrays["seen_indptr"] = self.seen_.indptr
         arrays["seen_indices"] = self.seen_.indices
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with staged_directory(target) as tmp:
             np.savez(tmp / "arrays.npz", **arrays)  # type: ignore[arg-type]
             manifest = {
                 "format": ARTIFACT_FORMAT,
@@ -197,29 +194,18 @@ class CandidateGenerator(Params, ABC):
                 "model": self.name,
                 "params": self.get_params(),
                 "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
-                "arrays_sha256": _sha256(tmp / "arrays.npz"),
+                "arrays_sha256": sha256_file(tmp / "arrays.npz"),
                 "users": self.users_.to_manifest(),
                 "items": self.items_.to_manifest(),
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
     def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> Self:
         model = cls(**manifest.get("params", {}))
         npz = path / "arrays.npz"
-        if _sha256(npz) != manifest.get("arrays_sha256"):
+        if sha256_file(npz) != manifest.get("arrays_sha256"):
             raise ArtifactError(f"{npz}: checksum mismatch (file corrupt or edited)")
         with np.load(npz, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -271,11 +257,3 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"(this recfunnel reads version {ARTIFACT_VERSION})"
         )
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -27,13 +27,10 @@ excluded or removed one.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
-import shutil
 import sys
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -42,6 +39,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
+from recfunnel.core.artifact import sha256_file, staged_directory
 from recfunnel.core.errors import (
     ArtifactError,
     ConfigError,
@@ -438,8 +436,7 @@ class VectorIndex(ABC):
         dim = self._check_built()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with staged_directory(target) as tmp:
             self._write(tmp / DATA_FILE)
             manifest = {
                 "format": INDEX_FORMAT,
@@ -452,20 +449,9 @@ class VectorIndex(ABC):
                 "ids": self._label_ids.tolist(),
                 "tombstones": sorted(self._tombstones),
                 "data_file": DATA_FILE,
-                "data_sha256": _sha256(tmp / DATA_FILE),
+                "data_sha256": sha256_file(tmp / DATA_FILE),
             }
             (tmp / MANIFEST_FILE).write_text(json.dumps(manifest), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
@@ -488,7 +474,7 @@ class VectorIndex(ABC):
         data = path / str(manifest.get("data_file", DATA_FILE))
         if not data.is_file():
             raise ArtifactError(f"{data}: index data file missing")
-        if _sha256(data) != manifest.get("data_sha256"):
+        if sha256_file(data) != manifest.get("data_sha256"):
             raise ArtifactError(f"{data}: checksum mismatch (file corrupt or edited)")
         try:
             ids = list(manifest["ids"])
@@ -538,11 +524,3 @@ def read_index_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"(this recfunnel reads version {INDEX_FORMAT_VERSION})"
         )
     return manifest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -15,11 +15,8 @@ text files the manifest lists, each checksummed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +26,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
+from recfunnel.core.artifact import sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.params import Params
 
@@ -288,15 +286,14 @@ class Ranker(Params, ABC):
         arrays = dict(self._state())
         texts = self._texts()
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with staged_directory(target) as tmp:
             np.savez(tmp / "arrays.npz", **arrays)  # type: ignore[arg-type]
             files = {}
             for fname, text in texts.items():
                 if Path(fname).name != fname or fname in ("arrays.npz", "manifest.json"):
                     raise ConfigError(f"invalid artefact text file name {fname!r}")
                 (tmp / fname).write_text(text, encoding="utf-8")
-                files[fname] = _sha256(tmp / fname)
+                files[fname] = sha256_file(tmp / fname)
             manifest = {
                 "format": ARTIFACT_FORMAT,
                 "format_version": ARTIFACT_VERSION,
@@ -307,33 +304,22 @@ class Ranker(Params, ABC):
                 "dense_names": _names(self.dense_names_),
                 "sparse_names": _names(self.sparse_names_),
                 "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
-                "arrays_sha256": _sha256(tmp / "arrays.npz"),
+                "arrays_sha256": sha256_file(tmp / "arrays.npz"),
                 "text_files": files,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
     def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> Self:
         model = cls(**manifest.get("params", {}))
         npz = path / "arrays.npz"
-        if _sha256(npz) != manifest.get("arrays_sha256"):
+        if sha256_file(npz) != manifest.get("arrays_sha256"):
             raise ArtifactError(f"{npz}: checksum mismatch (file corrupt or edited)")
         texts = {}
         for fname, digest in manifest.get("text_files", {}).items():
             fpath = path / Path(str(fname)).name
-            if not fpath.is_file() or _sha256(fpath) != digest:
+            if not fpath.is_file() or sha256_file(fpath) != digest:
                 raise ArtifactError(f"{fpath}: missing or checksum mismatch")
             texts[fpath.name] = fpath.read_text(encoding="utf-8")
         with np.load(npz, allow_pickle=False) as data:
@@ -395,11 +381,3 @@ def _names(names: Sequence[str] | None) -> list[str] | None:
 
 def _tuple(names: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if names is None else tuple(str(n) for n in names)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

@@ -16,11 +16,8 @@ after :meth:`FeaturePipeline.load` is bit-identical, in any process.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -29,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from recfunnel.core.artifact import sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.features.base import FeatureBlock, FeatureStep
 from recfunnel.features.categorical import FeatureCross, HashedCategorical, MultiValued
@@ -170,8 +168,7 @@ class FeaturePipeline:
                 arrays[f"normalizer/{key}"] = value
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with staged_directory(target) as tmp:
             np.savez(tmp / "arrays.npz", **arrays)  # type: ignore[arg-type]
             manifest = {
                 "format": ARTIFACT_FORMAT,
@@ -186,20 +183,9 @@ class FeaturePipeline:
                 else {"params": self.normalizer_.get_params()},
                 "raw_dense_names": list(self.raw_dense_names_),
                 "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
-                "arrays_sha256": _sha256(tmp / "arrays.npz"),
+                "arrays_sha256": sha256_file(tmp / "arrays.npz"),
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
@@ -225,7 +211,7 @@ class FeaturePipeline:
                 f"{HASH_NAME!r}; bucket ids would differ, refit the pipeline"
             )
         npz = p / "arrays.npz"
-        if not npz.is_file() or _sha256(npz) != manifest.get("arrays_sha256"):
+        if not npz.is_file() or sha256_file(npz) != manifest.get("arrays_sha256"):
             raise ArtifactError(f"{npz}: missing or checksum mismatch (file corrupt or edited)")
         with np.load(npz, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
@@ -274,11 +260,3 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, str | int | float | bool):
         return value
     raise ConfigError(f"feature step parameter {value!r} cannot be saved as JSON")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

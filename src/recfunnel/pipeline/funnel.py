@@ -30,11 +30,8 @@ loaded through its registry, never unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -48,6 +45,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recfunnel.candidates import load_generator, make_generator
+from recfunnel.core.artifact import sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.generator import CandidateGenerator, ScoredList
 from recfunnel.core.ids import IdIndex
@@ -569,8 +567,7 @@ class Funnel:
         self._check_fitted()
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-        try:
+        with staged_directory(target) as tmp:
             for name, gen in self.generators_.items():
                 gen.save(tmp / "generators" / name)
             if self.features_ is not None:
@@ -601,20 +598,9 @@ class Funnel:
                 "popular_in_context": self.popular_in_context_,
                 "users": self.users_.to_manifest(),
                 "items": self.items_.to_manifest(),
-                "arrays_sha256": _sha256(tmp / "arrays.npz"),
+                "arrays_sha256": sha256_file(tmp / "arrays.npz"),
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-            if target.exists():
-                old = target.with_name(f".{target.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(target, old)
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return target
 
     @classmethod
@@ -636,7 +622,7 @@ class Funnel:
                 f"supported (this recfunnel reads version {ARTIFACT_VERSION})"
             )
         npz = p / "arrays.npz"
-        if not npz.is_file() or _sha256(npz) != manifest.get("arrays_sha256"):
+        if not npz.is_file() or sha256_file(npz) != manifest.get("arrays_sha256"):
             raise ArtifactError(f"{npz}: missing or checksum mismatch (file corrupt or edited)")
         funnel = cls(FunnelConfig.from_dict(manifest["config"], source=str(mpath)))
         funnel.users_ = IdIndex.from_manifest(manifest["users"], source=str(mpath))
@@ -716,14 +702,6 @@ def _events(m: InteractionMatrix) -> pd.DataFrame:
 def _last_time(m: InteractionMatrix) -> float:
     ts = m.timestamp[np.isfinite(m.timestamp)]
     return float(ts.max()) if len(ts) else 0.0
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 __all__ = ["LIST_STAGES", "STAGES", "Funnel", "FunnelContext", "FunnelTrace"]

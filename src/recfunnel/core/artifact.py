@@ -1,0 +1,58 @@
+"""Writing and checking artefact directories (arrays + JSON manifest), shared by every saved
+object: generators, rankers, indexes, feature pipelines, funnels.
+
+A directory is built under a temporary name next to its target and swapped in only when
+complete, so a reader sees the old artefact or the new one, never half of one; files are
+checksummed so that a corrupt or edited one is refused on load.
+
+>>> import tempfile
+>>> root = Path(tempfile.mkdtemp())
+>>> with staged_directory(root / "model") as tmp:
+...     _ = (tmp / "manifest.json").write_text("{}")
+>>> sorted(p.name for p in root.iterdir())
+['model']
+>>> sha256_file(root / "model" / "manifest.json")[:12]
+'44136fa355b3'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@contextmanager
+def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary directory beside ``target``; when the block ends without an
+    exception it replaces ``target`` (renames, so the switch is atomic per directory on one
+    filesystem), otherwise it is removed and ``target`` is left as it was."""
+    final = Path(target)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}."))
+    try:
+        yield tmp
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
