@@ -6,14 +6,13 @@ pays for importing torch.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
 
 from recfunnel.core.errors import ArtifactError
 from recfunnel.core.generator import CandidateGenerator, read_manifest
-from recfunnel.core.registry import construct, resolve
+from recfunnel.core.registry import class_named, construct, resolve
 
 #: Registry name -> "module:Class". Artefacts name their kind here; nothing is imported by a
 #: path that a file supplies.
@@ -55,11 +54,7 @@ def load_generator(path: str | os.PathLike[str]) -> CandidateGenerator:
 
 def __getattr__(name: str) -> Any:
     # `from recfunnel.candidates import ItemKNN` keeps working without eager imports.
-    for spec in REGISTRY.values():
-        module, _, cls_name = spec.partition(":")
-        if cls_name == name:
-            return getattr(importlib.import_module(module), cls_name)
-    raise AttributeError(name)
+    return class_named(REGISTRY, name)
 
 
 __all__ = ["REGISTRY", "generator_class", "load_generator", "make_generator"]

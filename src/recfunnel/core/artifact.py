@@ -18,12 +18,16 @@ checksummed so that a corrupt or edited one is refused on load.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from recfunnel.core.errors import ArtifactError
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -56,3 +60,26 @@ def staged_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_manifest_file(
+    path: str | os.PathLike[str], *, format: str, version: int, what: str
+) -> dict[str, Any]:
+    """``path/manifest.json``, checked to be a ``format`` artefact of ``version``; an
+    ``ArtifactError`` naming the file and what is wrong otherwise (``what`` names the kind of
+    artefact in messages, e.g. ``"ranker artefact"``)."""
+    p = Path(path) / "manifest.json"
+    try:
+        manifest = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{p}: no {what} here (manifest.json missing)") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{p}: unreadable manifest: {exc}") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != format:
+        raise ArtifactError(f"{p}: not a recfunnel {what}")
+    if manifest.get("format_version") != version:
+        raise ArtifactError(
+            f"{p}: {what} format version {manifest.get('format_version')} is not supported "
+            f"(this recfunnel reads version {version})"
+        )
+    return manifest

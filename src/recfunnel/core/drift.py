@@ -35,19 +35,19 @@ Threshold(limit=2.0)
 
 from __future__ import annotations
 
-import inspect
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any, ClassVar, NoReturn, Self, cast
+from typing import ClassVar, NoReturn, Self, cast
 
 import numpy as np
 import numpy.typing as npt
 
 from recfunnel.core.errors import ConfigError, DataError
+from recfunnel.core.params import Params
 
 
-class DriftDetector(ABC):
+class DriftDetector(Params, ABC):
     """Base class of every streaming drift detector.
 
     Subclasses implement ``update(x)``: call ``x = self._observe(x)`` first (it validates the
@@ -129,19 +129,6 @@ class DriftDetector(ABC):
             if update(x)._drift_detected:
                 hits.append(i)
         return np.asarray(hits, dtype=np.int64)
-
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p not in ("self", "args", "kwargs")]
-
-    def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters by name, as given to ``__init__``."""
-        return {p: getattr(self, p) for p in self._param_names()}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ---- for implementations -------------------------------------------------------------
     def _observe(self, x: float) -> float:

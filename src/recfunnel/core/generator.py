@@ -22,7 +22,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from recfunnel.core.artifact import sha256_file, staged_directory
+from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
@@ -242,18 +242,6 @@ class EmbeddingModel(Protocol):
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a saved generator, checked for format and version."""
-    p = Path(path) / "manifest.json"
-    try:
-        manifest: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{p}: no model artefact here (manifest.json missing)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{p}: unreadable manifest: {exc}") from exc
-    if manifest.get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{p}: not a recfunnel candidate generator artefact")
-    if manifest.get("format_version") != ARTIFACT_VERSION:
-        raise ArtifactError(
-            f"{p}: artefact format version {manifest.get('format_version')} is not supported "
-            f"(this recfunnel reads version {ARTIFACT_VERSION})"
-        )
-    return manifest
+    return read_manifest_file(
+        path, format=ARTIFACT_FORMAT, version=ARTIFACT_VERSION, what="candidate generator artefact"
+    )

@@ -27,7 +27,6 @@ excluded or removed one.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -39,7 +38,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from recfunnel.core.artifact import sha256_file, staged_directory
+from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import (
     ArtifactError,
     ConfigError,
@@ -47,6 +46,7 @@ from recfunnel.core.errors import (
     NotFittedError,
     UnknownIdError,
 )
+from recfunnel.core.params import Params
 
 INDEX_FORMAT = "recfunnel.VectorIndex"
 INDEX_FORMAT_VERSION = 1
@@ -59,7 +59,7 @@ DATA_FILE = "index.bin"
 ExcludeRow = Iterable[str] | npt.NDArray[Any] | None
 
 
-class VectorIndex(ABC):
+class VectorIndex(Params, ABC):
     """Base class of every vector index.
 
     Hyper-parameters are the ``__init__`` keyword arguments, stored under the same names
@@ -142,14 +142,6 @@ class VectorIndex(ABC):
         """Read what ``_write`` wrote and re-apply search-time parameters."""
 
     # ---- parameters ----------------------------------------------------------------------
-    @classmethod
-    def _param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p for p in sig.parameters if p != "self"]
-
-    def get_params(self) -> dict[str, Any]:
-        return {p: getattr(self, p) for p in self._param_names()}
-
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         size = f", n={len(self)}" if self.is_built else ""
@@ -509,18 +501,6 @@ def normalize_rows(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
 
 def read_index_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a saved vector index, checked for format and version."""
-    p = Path(path) / MANIFEST_FILE
-    try:
-        manifest: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{p}: no vector index here (manifest.json missing)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{p}: unreadable manifest: {exc}") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != INDEX_FORMAT:
-        raise ArtifactError(f"{p}: not a recfunnel vector index")
-    if manifest.get("format_version") != INDEX_FORMAT_VERSION:
-        raise ArtifactError(
-            f"{p}: index format version {manifest.get('format_version')} is not supported "
-            f"(this recfunnel reads version {INDEX_FORMAT_VERSION})"
-        )
-    return manifest
+    return read_manifest_file(
+        path, format=INDEX_FORMAT, version=INDEX_FORMAT_VERSION, what="vector index"
+    )

@@ -36,7 +36,8 @@ class Params:
             if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
 
-    def get_params(self) -> dict[str, Any]:
+    def get_params(self, deep: bool = False) -> dict[str, Any]:
+        """The parameters by name (``deep`` is accepted for ``sklearn.base.clone``)."""
         return {p: getattr(self, p) for p in self._param_names()}
 
     def set_params(self, **params: Any) -> Self:

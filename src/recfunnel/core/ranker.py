@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 
-from recfunnel.core.artifact import sha256_file, staged_directory
+from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.params import Params
 
@@ -335,21 +335,9 @@ class Ranker(Params, ABC):
 
 def read_ranker_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest of a saved ranker, checked for format and version."""
-    p = Path(path) / "manifest.json"
-    try:
-        manifest: dict[str, Any] = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ArtifactError(f"{p}: no ranker artefact here (manifest.json missing)") from exc
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"{p}: unreadable manifest: {exc}") from exc
-    if manifest.get("format") != ARTIFACT_FORMAT:
-        raise ArtifactError(f"{p}: not a recfunnel ranker artefact")
-    if manifest.get("format_version") != ARTIFACT_VERSION:
-        raise ArtifactError(
-            f"{p}: artefact format version {manifest.get('format_version')} is not supported "
-            f"(this recfunnel reads version {ARTIFACT_VERSION})"
-        )
-    return manifest
+    return read_manifest_file(
+        path, format=ARTIFACT_FORMAT, version=ARTIFACT_VERSION, what="ranker artefact"
+    )
 
 
 def _labels(values: npt.ArrayLike, n: int, what: str) -> npt.NDArray[np.float64]:

@@ -50,3 +50,13 @@ def construct(cls: Any, params: Mapping[str, Any], *, label: str | None = None) 
             f"{label or cls.__name__} has no parameter(s) {unknown}; it takes {accepted}"
         )
     return cls(**params)
+
+
+def class_named(registry: Mapping[str, str], name: str) -> Any:
+    """The registered class whose class name is ``name`` (for a package's ``__getattr__``, so
+    ``from package import ClassName`` works without importing every variant eagerly)."""
+    for spec in registry.values():
+        module, _, cls_name = spec.partition(":")
+        if cls_name == name:
+            return getattr(importlib.import_module(module), cls_name)
+    raise AttributeError(name)

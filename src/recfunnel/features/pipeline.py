@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from recfunnel.core.artifact import sha256_file, staged_directory
+from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.features.base import FeatureBlock, FeatureStep
 from recfunnel.features.categorical import FeatureCross, HashedCategorical, MultiValued
@@ -192,19 +192,9 @@ class FeaturePipeline:
     def load(cls, path: str | os.PathLike[str]) -> FeaturePipeline:
         """Read what :meth:`save` wrote (checksum and format checked, no pickles)."""
         p = Path(path)
-        try:
-            manifest = json.loads((p / "manifest.json").read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ArtifactError(f"{p}: no feature pipeline here (manifest.json missing)") from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{p}: unreadable manifest: {exc}") from exc
-        if manifest.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"{p}: not a recfunnel feature pipeline")
-        if manifest.get("format_version") != ARTIFACT_VERSION:
-            raise ArtifactError(
-                f"{p}: feature pipeline format version {manifest.get('format_version')} is not "
-                f"supported (this recfunnel reads version {ARTIFACT_VERSION})"
-            )
+        manifest = read_manifest_file(
+            p, format=ARTIFACT_FORMAT, version=ARTIFACT_VERSION, what="feature pipeline"
+        )
         if manifest.get("hash") != HASH_NAME:
             raise ArtifactError(
                 f"{p}: saved with hash {manifest.get('hash')!r}, this recfunnel hashes with "

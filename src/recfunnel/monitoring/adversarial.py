@@ -51,6 +51,7 @@ import pandas as pd
 from scipy import stats
 
 from recfunnel.core.errors import ConfigError, DataError, NotFittedError
+from recfunnel.core.params import Params
 from recfunnel.monitoring.feature_tests import ColumnKind, category_labels, common_columns
 
 #: Column names that say "identifier" or "time": a trailing ``id``/``uuid``/``key``/``ts``/...
@@ -218,7 +219,7 @@ def roc_auc(y: npt.ArrayLike, scores: npt.ArrayLike) -> float:
     return float((ranks[labels].sum() - n1 * (n1 + 1) / 2) / (n0 * n1))
 
 
-class AdversarialValidation:
+class AdversarialValidation(Params):
     """Drift test and drift ranking by a classifier that separates current from reference rows.
 
     Parameters (stored as given, scikit-learn style; checked in :meth:`fit`):
@@ -299,22 +300,6 @@ class AdversarialValidation:
         self.keep_columns = keep_columns
         self.n_jobs = n_jobs
         self.seed = seed
-
-    # -- scikit-learn protocol -------------------------------------------------------------
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        """The constructor parameters (so ``sklearn.base.clone`` works)."""
-        import inspect
-
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params: Any) -> AdversarialValidation:
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ConfigError(f"unknown parameter {key!r}; valid: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
 
     # -- fitting ---------------------------------------------------------------------------
     def _check_params(self) -> None:

@@ -45,7 +45,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recfunnel.candidates import load_generator, make_generator
-from recfunnel.core.artifact import sha256_file, staged_directory
+from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.generator import CandidateGenerator, ScoredList
 from recfunnel.core.ids import IdIndex
@@ -608,19 +608,9 @@ class Funnel:
         """Read what :meth:`save` wrote; every part is loaded through its registry."""
         p = Path(path)
         mpath = p / "manifest.json"
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ArtifactError(f"{mpath}: no funnel artefact here") from exc
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ArtifactError(f"{mpath}: unreadable manifest: {exc}") from exc
-        if manifest.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"{mpath}: not a recfunnel funnel artefact")
-        if manifest.get("format_version") != ARTIFACT_VERSION:
-            raise ArtifactError(
-                f"{mpath}: funnel format version {manifest.get('format_version')} is not "
-                f"supported (this recfunnel reads version {ARTIFACT_VERSION})"
-            )
+        manifest = read_manifest_file(
+            p, format=ARTIFACT_FORMAT, version=ARTIFACT_VERSION, what="funnel artefact"
+        )
         npz = p / "arrays.npz"
         if not npz.is_file() or sha256_file(npz) != manifest.get("arrays_sha256"):
             raise ArtifactError(f"{npz}: missing or checksum mismatch (file corrupt or edited)")

@@ -6,14 +6,13 @@ never imports torch, and importing this package imports neither.
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 from typing import Any
 
 from recfunnel.core.errors import ArtifactError
 from recfunnel.core.ranker import Ranker, read_ranker_manifest
-from recfunnel.core.registry import construct, resolve
+from recfunnel.core.registry import class_named, construct, resolve
 
 #: Registry name -> "module:Class". Artefacts name their kind here; nothing is imported by a
 #: path that a file supplies.
@@ -55,11 +54,7 @@ def load_ranker(path: str | os.PathLike[str]) -> Ranker:
 
 def __getattr__(name: str) -> Any:
     # `from recfunnel.ranking import DCNv2` keeps working without eager imports.
-    for spec in REGISTRY.values():
-        module, _, cls_name = spec.partition(":")
-        if cls_name == name:
-            return getattr(importlib.import_module(module), cls_name)
-    raise AttributeError(name)
+    return class_named(REGISTRY, name)
 
 
 __all__ = ["REGISTRY", "load_ranker", "make_ranker", "ranker_class"]

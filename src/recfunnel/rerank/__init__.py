@@ -22,12 +22,11 @@ The registry maps a name to ``"module:Class"`` and imports lazily.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.core.registry import construct, resolve
+from recfunnel.core.registry import class_named, construct, resolve
 from recfunnel.core.rerank import RerankContext, Reranker, Slate
 from recfunnel.rerank.fallback import FallbackChain, PopularInContext, SlateSource, StaticSource
 
@@ -104,11 +103,7 @@ class RerankChain(Reranker):
 
 def __getattr__(name: str) -> Any:
     # `from recfunnel.rerank import SeenFilter` works without importing every step eagerly.
-    for spec in REGISTRY.values():
-        module, _, cls_name = spec.partition(":")
-        if cls_name == name:
-            return getattr(importlib.import_module(module), cls_name)
-    raise AttributeError(name)
+    return class_named(REGISTRY, name)
 
 
 __all__ = [

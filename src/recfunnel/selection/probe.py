@@ -39,7 +39,6 @@ what Boruta uses); permutation importance does not favour high-cardinality colum
 
 from __future__ import annotations
 
-import inspect
 import warnings
 from collections.abc import Callable
 from typing import Any, Literal
@@ -50,6 +49,7 @@ import pandas as pd
 from scipy import stats
 
 from recfunnel.core.errors import ConfigError, DataError, NotFittedError
+from recfunnel.core.params import Params
 from recfunnel.selection import _trees
 
 Task = Literal["auto", "classification", "regression"]
@@ -129,7 +129,7 @@ def _encode_target(y: Any, task: Task, n_rows: int) -> tuple[FloatArray, str, in
     return target, task, 0
 
 
-class ProbeSelector:
+class ProbeSelector(Params):
     """Boruta-style feature selection against shadow and noise probes, with a binomial test.
 
     Parameters (stored as given, scikit-learn style; checked in :meth:`fit`):
@@ -199,20 +199,6 @@ class ProbeSelector:
         self.test_size = test_size
         self.n_jobs = n_jobs
         self.seed = seed
-
-    # -- scikit-learn protocol -------------------------------------------------------------
-    def get_params(self, deep: bool = False) -> dict[str, Any]:
-        """The constructor parameters (so ``sklearn.base.clone`` works)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {name: getattr(self, name) for name in names}
-
-    def set_params(self, **params: Any) -> ProbeSelector:
-        valid = self.get_params()
-        for key, value in params.items():
-            if key not in valid:
-                raise ConfigError(f"unknown parameter {key!r}; valid: {sorted(valid)}")
-            setattr(self, key, value)
-        return self
 
     def _check_params(self) -> None:
         choices: dict[str, tuple[str, ...]] = {
