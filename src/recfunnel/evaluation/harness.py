@@ -18,13 +18,18 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
+from recfunnel.core.friends import FriendGenerator
 from recfunnel.core.generator import CandidateGenerator
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.evaluation._kernels import masked_topk, warm_up
 from recfunnel.evaluation.bootstrap import bootstrap_ci
 from recfunnel.evaluation.metrics import MetricOptions, parse_metric, ranking_metrics
 
-Scorer = CandidateGenerator | Callable[[npt.NDArray[np.int64]], npt.NDArray[np.floating]]
+Scorer = (
+    CandidateGenerator
+    | FriendGenerator
+    | Callable[[npt.NDArray[np.int64]], npt.NDArray[np.floating]]
+)
 TieRule = Literal["index", "trec", "optimistic", "pessimistic"]
 
 DEFAULT_METRICS = ("ndcg", "recall", "mrr", "hit", "precision", "map")
@@ -55,7 +60,7 @@ class EvaluationResult:
 
 
 def _as_scorer(model: Scorer) -> Callable[[npt.NDArray[np.int64]], npt.NDArray[np.floating]]:
-    if isinstance(model, CandidateGenerator):
+    if isinstance(model, CandidateGenerator | FriendGenerator):
         return model.score_users
     if callable(model):
         return model
