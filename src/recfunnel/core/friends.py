@@ -215,6 +215,7 @@ class FriendGenerator(Params, ABC):
         out = np.full((len(idx), self.graph_.n_users), NOT_A_CANDIDATE, dtype=np.float32)
         rows = np.repeat(np.arange(len(idx)), np.diff(raw.indptr))
         out[rows, raw.index] = raw.score
+        out[np.arange(len(idx)), idx] = -np.inf  # never suggest users to themselves
         return out
 
     #: How many candidates per user ``score_users`` asks for (full ranking needs the

@@ -184,6 +184,32 @@ class SocialGraph:
         friends = sp.csr_matrix((np.ones(len(a), np.float32), b, indptr), shape=(n, n))
         return cls(index, friends, t, requests=requests, blocks=blocks)
 
+    @classmethod
+    def from_pairs(
+        cls,
+        users: IdIndex,
+        a: npt.ArrayLike,
+        b: npt.ArrayLike,
+        since: npt.ArrayLike | None = None,
+        *,
+        requests: Iterable[tuple[int, int]] = (),
+        blocks: Iterable[tuple[int, int]] = (),
+    ) -> SocialGraph:
+        """Build from friendships given once each as row pairs ``(a[k], b[k])`` with their
+        times (e.g. the output of :meth:`friendship_pairs`, filtered)."""
+        aa = np.asarray(a, dtype=np.int64)
+        bb = np.asarray(b, dtype=np.int64)
+        tt = np.full(len(aa), np.nan) if since is None else np.asarray(since, np.float64)
+        n = len(users)
+        rows = np.concatenate([aa, bb])
+        cols = np.concatenate([bb, aa])
+        times = np.concatenate([tt, tt])
+        order = np.lexsort((cols, rows))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        friends = sp.csr_matrix((np.ones(len(rows), np.float32), cols[order], indptr), shape=(n, n))
+        return cls(users, friends, times[order], requests=requests, blocks=blocks)
+
     # ---- ids --------------------------------------------------------------------------------
     @property
     def n_users(self) -> int:
@@ -493,6 +519,15 @@ class SocialGraph:
             requests=[(x, y) for x, ys in self._requests.items() for y in ys],
             blocks=[(x, y) for x, ys in self._blocks.items() for y in ys],
         )
+
+    def request_counts(
+        self, users: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Pending requests each of ``users`` has sent and received (not yet answered)."""
+        idx = np.asarray(users, dtype=np.int64).tolist()
+        sent = np.fromiter((len(self._requests.get(u, ())) for u in idx), np.int64, len(idx))
+        got = np.fromiter((len(self._requested_by.get(u, ())) for u in idx), np.int64, len(idx))
+        return sent, got
 
     def pending_requests(self) -> list[tuple[int, int]]:
         """Pending ``(src, dst)`` requests."""
