@@ -12,6 +12,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from typing import Any
 
 import numpy as np
@@ -288,6 +289,171 @@ def test_edges_add_and_remove(store: Store) -> None:
     assert store.remove_edges([("a", "b"), ("zz", "a"), {"src_user_id": "a", "dst_user_id": "c"}])
     edges = store.to_dataset().edges
     assert edges[["src_user_id", "dst_user_id"]].values.tolist() == [["b", "a"]]
+
+
+def edge_table(store: Store) -> list[tuple[str, str, float | None, str]]:
+    table = store.to_arrow("edges").to_pydict()
+    cols = ("src_user_id", "dst_user_id", "timestamp", "kind")
+    return list(zip(*(table[c] for c in cols), strict=True))
+
+
+def test_edge_kinds_are_stored_and_read_back(store: Store) -> None:
+    added = store.add_edges(
+        [
+            SocialEdge("ana", "bo", 1.0),  # ana asks bo ...
+            {"src_user_id": "bo", "dst_user_id": "ana", "timestamp": 2.0, "kind": "connect"},
+            SocialEdge("cy", "ana", 3.0, kind="block"),
+            ("dan", "ana"),  # a bare pair is a connect
+        ]
+    )
+    assert added == 4
+    assert edge_table(store) == [
+        ("ana", "bo", 1.0, "connect"),
+        ("bo", "ana", 2.0, "connect"),
+        ("cy", "ana", 3.0, "block"),
+        ("dan", "ana", None, "connect"),
+    ]
+    assert store.to_arrow("edges").schema.names == [
+        "src_user_id",
+        "dst_user_id",
+        "timestamp",
+        "kind",
+    ]
+    edges = store.to_dataset().edges
+    assert edges is not None
+    assert edges["kind"].tolist() == ["connect", "connect", "block", "connect"]
+
+
+def test_adding_a_stored_pair_keeps_its_time_and_takes_the_new_kind(store: Store) -> None:
+    assert store.add_edges([SocialEdge("ana", "bo", 10.0)]) == 1
+    # A block replaces the request: not a new pair, so not counted; the time stays.
+    assert store.add_edges([SocialEdge("ana", "bo", 20.0, kind="block")]) == 0
+    assert edge_table(store) == [("ana", "bo", 10.0, "block")]
+    assert store.add_edges([SocialEdge("ana", "bo", 30.0, kind="block")]) == 0  # a retry
+    assert edge_table(store) == [("ana", "bo", 10.0, "block")]
+    # ... and a later connect replaces the block.
+    assert store.add_edges([SocialEdge("ana", "bo", 40.0), SocialEdge("bo", "cy", 5.0)]) == 1
+    assert edge_table(store) == [("ana", "bo", 10.0, "connect"), ("bo", "cy", 5.0, "connect")]
+    # Within one batch: the first row's time and the last row's kind, as one row at a time.
+    batch = [
+        SocialEdge("cy", "dan", 1.0),
+        SocialEdge("cy", "dan", 2.0, kind="block"),
+        SocialEdge("bo", "cy", 9.0, kind="block"),
+        SocialEdge("bo", "cy", 9.5),
+    ]
+    assert store.add_edges(batch) == 1
+    assert edge_table(store) == [
+        ("ana", "bo", 10.0, "connect"),
+        ("bo", "cy", 5.0, "connect"),
+        ("cy", "dan", 1.0, "block"),
+    ]
+    # Removing a pair removes it whatever its kind (unblocking).
+    assert store.remove_edges([("cy", "dan"), ("dan", "cy")]) == 1
+    assert store.counts()["edges"] == 2
+
+
+BAD_KINDS = ["mute", "Block", "", 1, ["block"]]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS, ids=[repr(k) for k in BAD_KINDS])
+def test_a_bad_edge_kind_rejects_the_whole_batch(store: Store, kind: object) -> None:
+    store.add_edges([("ana", "bo")])
+    batch = [
+        SocialEdge("bo", "ana", kind="block"),
+        {"src_user_id": "cy", "dst_user_id": "ana", "kind": kind},
+    ]
+    with pytest.raises(DataError, match=r"edges batch row 1, field kind: must be one of") as err:
+        store.add_edges(batch)
+    assert err.value.field == "kind"
+    assert edge_table(store) == [("ana", "bo", None, "connect")]
+
+
+def _create_version_1(url: str) -> None:
+    """A store as recfunnel wrote it before edges had a kind, holding two edges."""
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with closing(sqlite3.connect(url[len("sqlite:///") :])) as conn, conn:
+            conn.executescript(STORE_V1_SQLITE_DDL)
+            conn.execute("INSERT INTO store_meta VALUES ('schema_version', '1')")
+            conn.executemany(
+                "INSERT INTO edges VALUES (?, ?, ?)", [("ana", "bo", 1.0), ("bo", "ana", None)]
+            )
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in STORE_V1_POSTGRES_DDL:
+            conn.execute(statement)
+        conn.execute("INSERT INTO store_meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO edges VALUES ('ana', 'bo', 1.0), ('bo', 'ana', NULL)")
+
+
+def test_a_version_1_store_is_migrated_on_open(store_url: str) -> None:
+    _create_version_1(store_url)
+    with open_store(store_url) as store:
+        assert edge_table(store) == [("ana", "bo", 1.0, "connect"), ("bo", "ana", None, "connect")]
+        assert store.add_edges([SocialEdge("ana", "bo", 5.0, kind="block"), ("ana", "cy")]) == 1
+        assert edge_table(store)[0] == ("ana", "bo", 1.0, "block")
+    with open_store(store_url) as store:  # opening a migrated store again changes nothing
+        assert len(edge_table(store)) == 3
+        assert store.to_dataset().edges["kind"].tolist() == ["block", "connect", "connect"]
+    assert _schema_version(store_url) == "2"
+
+
+def _schema_version(url: str) -> str:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        with closing(sqlite3.connect(url[len("sqlite:///") :])) as conn:
+            row = conn.execute("SELECT value FROM store_meta").fetchone()
+    else:
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            row = conn.execute("SELECT value FROM store_meta").fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def test_migration_checks_kinds_from_then_on(tmp_path: Any) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    _create_version_1(url)
+    open_store(url).close()
+    with closing(sqlite3.connect(tmp_path / "old.db")) as conn:
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+            conn.execute("INSERT INTO edges VALUES ('x', 'y', NULL, 'mute')")
+
+
+#: The SQLite DDL of schema version 1 (recfunnel before edge kinds), verbatim.
+STORE_V1_SQLITE_DDL = """
+CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS users (
+    user_id TEXT PRIMARY KEY, attributes TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS items (
+    item_id TEXT PRIMARY KEY, attributes TEXT NOT NULL DEFAULT '{}',
+    created_at REAL, expires_at REAL);
+CREATE INDEX IF NOT EXISTS items_expires_at ON items (expires_at);
+CREATE TABLE IF NOT EXISTS interactions (
+    seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+    item_id TEXT NOT NULL, event_type TEXT NOT NULL, value REAL NOT NULL, timestamp REAL,
+    context TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS interactions_user ON interactions (user_id, seq);
+CREATE TABLE IF NOT EXISTS edges (
+    src_user_id TEXT NOT NULL, dst_user_id TEXT NOT NULL, timestamp REAL,
+    PRIMARY KEY (src_user_id, dst_user_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id);
+"""
+#: The PostgreSQL tables of version 1 that changed since (the others are created on open).
+STORE_V1_POSTGRES_DDL = (
+    "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    'CREATE TABLE IF NOT EXISTS edges (src_user_id TEXT COLLATE "C" NOT NULL, '
+    'dst_user_id TEXT COLLATE "C" NOT NULL, timestamp DOUBLE PRECISION, '
+    "PRIMARY KEY (src_user_id, dst_user_id))",
+    "CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id)",
+)
 
 
 def test_item_expiry(store: Store) -> None:

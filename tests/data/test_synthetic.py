@@ -85,7 +85,10 @@ def test_counts_columns_and_dtypes(default: tuple[SyntheticGenerator, Dataset]) 
     for col in ("user_id", "item_id", "event_type"):
         assert pd.api.types.is_string_dtype(inter[col])
     assert inter["value"].dtype == np.float64 and inter["timestamp"].dtype == np.float64
-    assert _t(data.users).columns.tolist() == ["user_id", "age_group", "country", "community"]
+    user_columns = "user_id age_group country community interests activity".split()
+    assert _t(data.users).columns.tolist() == user_columns
+    assert pd.api.types.is_string_dtype(_t(data.users)["interests"])
+    assert _t(data.users)["activity"].dtype == np.int64
     item_columns = "item_id created_at expires_at category genres year price".split()
     assert _t(data.items).columns.tolist() == item_columns
     assert _t(data.users)["user_id"].tolist()[:3] == ["u0", "u1", "u2"]
@@ -216,6 +219,55 @@ def test_side_features(default: tuple[SyntheticGenerator, Dataset]) -> None:
     # Country carries community information: within a community one country dominates.
     top_country = pd.crosstab(users["community"], users["country"]).max(axis=1).sum()
     assert top_country / len(users) > 0.5
+
+
+def _jaccard(a: pd.Series, b: pd.Series) -> np.ndarray:
+    sets = [(set(x.split("|")), set(y.split("|"))) for x, y in zip(a, b, strict=True)]
+    return np.array([len(x & y) / len(x | y) for x, y in sets])
+
+
+def test_user_interests_and_activity(social: tuple[SyntheticGenerator, Dataset]) -> None:
+    gen, data = social
+    users = _t(data.users)
+    interests = users["interests"].str.split("|")
+    assert interests.map(len).between(1, 4).all()
+    assert interests.map(lambda g: len(set(g)) == len(g)).all()
+    assert set(interests.explode()) <= {f"g{j}" for j in range(gen.n_genres)}  # items' names
+    # Activity is the planted number of interactions, which the log holds exactly.
+    np.testing.assert_array_equal(users["activity"].to_numpy(), gen.user_activity_)
+    per_user = data.interactions["user_id"].value_counts()
+    assert per_user.reindex(users["user_id"]).fillna(0).astype(np.int64).tolist() == (
+        users["activity"].tolist()
+    )
+    # Interests follow the user factor: the genre whose prototype is best aligned with it is
+    # among the user's interests far more often than chance (about 2.2 of 18 genres).
+    best = np.argmax(gen.user_factors_ @ gen.genre_factors_.T, axis=1)
+    hit = [f"g{b}" in g for b, g in zip(best, interests, strict=True)]
+    assert np.mean(hit) > 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_small_graph_is_homophilous_and_interests_tell_communities(seed: int) -> None:
+    gen = SyntheticGenerator(n_users=400, n_items=100, n_interactions=2_000, social=True)
+    data = gen.generate(seed=seed)
+    users, edges = _t(data.users), _t(data.edges)
+    community = users["community"].to_numpy()
+    src, dst = _index(edges["src_user_id"]), _index(edges["dst_user_id"])
+    # Friendships: far more within a community than random pairing gives (sum of squared
+    # community shares).
+    within = (community[src] == community[dst]).mean()
+    random_pairing = ((np.bincount(community) / len(community)) ** 2).sum()
+    assert within > 0.6 and within > 2 * random_pairing
+    # Interests: two users of one community share more of them than two of different ones,
+    # and friends share more than random pairs.
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(users), (2, 20_000))
+    a, b = a[a != b], b[a != b]
+    overlap = _jaccard(users["interests"].iloc[a], users["interests"].iloc[b])
+    same = community[a] == community[b]
+    assert overlap[same].mean() > 1.8 * overlap[~same].mean()
+    friends = _jaccard(users["interests"].iloc[src], users["interests"].iloc[dst])
+    assert friends.mean() > 1.3 * overlap.mean()
 
 
 # ---- social graph --------------------------------------------------------------------------------

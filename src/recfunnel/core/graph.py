@@ -40,8 +40,7 @@ import scipy.sparse as sp
 
 from recfunnel.core.errors import DataError, UnknownIdError
 from recfunnel.core.ids import IdIndex
-
-EDGE_KINDS = ("connect", "block")
+from recfunnel.core.schema import EDGE_KINDS
 
 
 def _pair_key(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], n: int) -> npt.NDArray[Any]:
@@ -381,6 +380,27 @@ class SocialGraph:
                 self._unlink(self._requests, a, b)
                 self._unlink(self._requested_by, b, a)
         self._touch()
+
+    def forget_users(self, user_ids: Iterable[str]) -> int:
+        """Remove every friendship, request and block that touches ``user_ids`` (a deleted
+        account); the rows stay (indexes do not shift) but are isolated. Returns how many of
+        the ids were in the graph."""
+        rows = self.encode(list(user_ids), missing="ignore")
+        rows = rows[rows >= 0]
+        for u in rows.tolist():
+            for v in self.neighbors(u).tolist():
+                self._unfriend(u, v)
+            for table, mirror in (
+                (self._requests, self._requested_by),
+                (self._requested_by, self._requests),
+                (self._blocks, self._blocked_by),
+                (self._blocked_by, self._blocks),
+            ):
+                for v in list(table.get(u, ())):
+                    self._unlink(mirror, v, u)
+                table.pop(u, None)
+        self._touch()
+        return len(rows)
 
     # ---- reading ----------------------------------------------------------------------------
     def rows(self, users: npt.ArrayLike) -> sp.csr_matrix:

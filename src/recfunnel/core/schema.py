@@ -21,6 +21,9 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "event_type", "value", "timestamp")
 USER_COLUMNS = ("user_id",)
 ITEM_COLUMNS = ("item_id", "created_at", "expires_at")
 EDGE_COLUMNS = ("src_user_id", "dst_user_id", "timestamp")
+#: What a social edge says (``SocialEdge.kind``); an edges table without a ``kind`` column is
+#: all ``"connect"``.
+EDGE_KINDS = ("connect", "block")
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,26 @@ class Interaction:
 
 @dataclass(frozen=True)
 class SocialEdge:
-    """A directed user-user edge (a follow, a friend request, one side of a friendship)."""
+    """A directed user-user edge; ``kind`` says what it means (one of :data:`EDGE_KINDS`).
+
+    * ``"connect"`` (the default): ``src_user_id`` sent ``dst_user_id`` a friend request (or
+      follows them). ``connect`` edges in **both** directions make a friendship; one
+      direction only is a pending request.
+    * ``"block"``: ``src_user_id`` blocked ``dst_user_id``; the pair is never suggested to
+      either side, whatever other edges they have.
+
+    A store holds at most one edge per ordered pair: adding a pair again keeps its first
+    ``timestamp`` and takes the new ``kind`` (a block replaces a request, and a later
+    ``connect`` replaces a block); removing the pair undoes either.
+
+    >>> SocialEdge("ana", "bo")
+    SocialEdge(src_user_id='ana', dst_user_id='bo', timestamp=None, kind='connect')
+    """
 
     src_user_id: str
     dst_user_id: str
     timestamp: float | None = None
+    kind: str = "connect"
 
 
 def _require(df: pd.DataFrame, columns: tuple[str, ...], table: str) -> None:
@@ -91,7 +109,8 @@ class Dataset:
     ``timestamp`` (float epoch seconds, NaN if unknown) and any context columns.
     ``users``: ``user_id`` + attribute columns. ``items``: ``item_id``, ``created_at``,
     ``expires_at`` + attribute columns. ``edges``: ``src_user_id``, ``dst_user_id``,
-    ``timestamp``.
+    ``timestamp``, optionally ``kind`` (:data:`EDGE_KINDS`; all ``"connect"`` when absent, as
+    in a plain friendship list) and any other columns (e.g. ``layer`` of a multilayer graph).
     """
 
     interactions: pd.DataFrame

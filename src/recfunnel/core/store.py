@@ -17,6 +17,15 @@ The contract, for every backend:
   as a duplicate and not written again, so a retried batch is never double-counted. Rows
   without an id get a random UUID, which makes them *not* idempotent: clients that retry must
   send their own ids (or reuse the ids returned in :attr:`IngestResult.event_ids`).
+* **Social edges are directed and keyed by the ordered pair** ``(src_user_id, dst_user_id)``,
+  with a ``kind`` (see :class:`~recfunnel.core.schema.SocialEdge`): ``"connect"`` (the
+  default; a friend request or follow, and a friendship once both directions exist) or
+  ``"block"`` (``src`` blocked ``dst``: never suggest the pair to either side). Adding a pair
+  that is already stored keeps its ``timestamp`` and sets its ``kind`` to the new one (a block
+  replaces a connect, and a connect replaces a block); within one batch that is the first
+  row's timestamp and the last row's kind. ``add_edges`` counts only pairs that were not
+  stored before, so a retried batch adds 0 and a kind change is not counted. ``remove_edges``
+  removes a pair whatever its kind (unblocking is removing the block).
 * **Deleting a user** removes their row, their interactions and every edge that touches them,
   then calls each registered deletion hook (feature logs, served caches, …) with the ids.
 * Timestamps are epoch seconds (UTC) on the way out; on the way in they may also be ISO 8601
@@ -115,8 +124,10 @@ class Store(ABC):
 
     @abstractmethod
     def add_edges(self, edges: Iterable[Any]) -> int:
-        """Add directed social edges (``SocialEdge`` objects or mappings); an edge already
-        present keeps its timestamp. Returns the number of new edges."""
+        """Add directed social edges (``SocialEdge`` objects or mappings with ``src_user_id``,
+        ``dst_user_id`` and optional ``timestamp``, ``kind``). A pair already present keeps its
+        timestamp and takes the new kind. Returns the number of pairs that were not stored
+        before (kind changes are not counted)."""
 
     @abstractmethod
     def remove_edges(self, edges: Iterable[Any]) -> int:
@@ -263,7 +274,9 @@ _EMPTY_SCHEMAS: Mapping[str, Callable[[], pa.Schema]] = {
     "items": _schema(
         ("item_id", "str"), ("attributes", "str"), ("created_at", "f64"), ("expires_at", "f64")
     ),
-    "edges": _schema(("src_user_id", "str"), ("dst_user_id", "str"), ("timestamp", "f64")),
+    "edges": _schema(
+        ("src_user_id", "str"), ("dst_user_id", "str"), ("timestamp", "f64"), ("kind", "str")
+    ),
 }
 
 

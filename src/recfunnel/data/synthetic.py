@@ -40,9 +40,12 @@ The model
   engagement: another quantile cut of ``affinity + event_noise * N(0, 1)`` over ``event_mix``,
   listed from the shallowest to the deepest (default 70 % ``view``, 20 % ``click``, 10 %
   ``purchase``), so the most affine pairs tend to be purchases.
-* **Side features.** Users: ``age_group``, ``country`` (both skewed per community) and
-  ``community``. Items: ``category`` (the category whose centre the item factor was drawn
-  around), ``genres`` (1 to 3 of ``n_genres``, pipe-joined, drawn from the factor's affinity to
+* **Side features.** Users: ``age_group``, ``country`` (both skewed per community),
+  ``community``, ``interests`` (1 to 4 genre names, pipe-joined like the items' ``genres``,
+  drawn from the user factor's affinity to the same genre prototypes, so they follow the
+  community) and ``activity`` (the user's number of interactions, ``user_activity_``).
+  Items: ``category`` (the category whose centre the item factor was drawn around),
+  ``genres`` (1 to 3 of ``n_genres``, pipe-joined, drawn from the factor's affinity to
   genre prototypes), ``year`` (release year, at most the year of ``created_at``) and ``price``
   (log-normal around a per-category level).
 * **Social graph** (``social=True``). Friendships, stored as **two directed edges per pair**
@@ -98,8 +101,9 @@ class SyntheticGenerator:
     them and sets the ground truth: ``user_factors_`` (n_users x d, float32), ``item_factors_``
     (n_items x d), ``category_factors_`` (mean item factor per category), ``community_`` (int
     per user), ``item_category_`` (int per item), ``item_popularity_`` (probabilities),
-    ``user_activity_`` (interactions per user) and, with ``social``, ``degree_weight_``
-    (Chung-Lu weight per user). :meth:`affinity` scores (user, item) index pairs.
+    ``user_activity_`` (interactions per user), ``genre_factors_`` (the genre prototypes that
+    items' ``genres`` and users' ``interests`` are drawn from) and, with ``social``,
+    ``degree_weight_`` (Chung-Lu weight per user). :meth:`affinity` scores (user, item) index pairs.
     User ``k`` is ``"u{k}"`` and item ``k`` is ``"i{k}"``, so row ``k`` of every array is that id.
 
     >>> gen = SyntheticGenerator(n_users=50, n_items=40, n_interactions=600, social=True)
@@ -208,8 +212,9 @@ class SyntheticGenerator:
         events, rating_p = self._validate()
         root = np.random.SeedSequence(self.seed if seed is None else seed)
         # One independent stream per purpose, so e.g. turning ``social`` on leaves the
-        # interactions unchanged.
-        s_latent, s_users, s_items, s_chunks, s_values, s_social = root.spawn(6)
+        # interactions unchanged. Streams are only ever appended (a SeedSequence's k-th child
+        # does not depend on how many are spawned), so older outputs stay as they were.
+        s_latent, s_users, s_items, s_chunks, s_values, s_social, s_profile = root.spawn(7)
 
         self._draw_latent(np.random.default_rng(s_latent))
         # Built once, then gathered by Arrow for every id column.
@@ -217,6 +222,8 @@ class SyntheticGenerator:
         self._item_ids = _id_labels("i", self.n_items)
         users = self._draw_users(np.random.default_rng(s_users))
         items, created, alive_until = self._draw_items(np.random.default_rng(s_items))
+        users["interests"] = self._draw_interests(np.random.default_rng(s_profile))
+        users["activity"] = self.user_activity_.astype(np.int64)
         u, i, t, z_rating = self._draw_interactions(s_chunks, created, alive_until)
 
         # Quantile cuts over all rows make the marginals exact whatever the affinity law.
@@ -396,24 +403,13 @@ class SyntheticGenerator:
         expires = np.where(ephemeral, created + self.ttl, np.nan)
         alive_until = np.where(ephemeral, np.minimum(created + self.ttl, self.end), self.end)
 
-        # Genres: 1..3 per item, drawn without replacement (Gumbel-top-k) from the item's
-        # affinity to random genre prototypes, so genres follow the latent factors.
+        # Genres: 1..3 per item, drawn from the item's affinity to random genre prototypes,
+        # so genres follow the latent factors.
         g = self.n_genres
-        k_max = min(3, g)
         protos = rng.standard_normal((g, self.n_factors)).astype(np.float32)
-        n_genres = np.minimum(1 + rng.binomial(2, 0.35, n), k_max)
-        chosen = np.empty((n, k_max), dtype=np.int64)
-        block = max(1, _DENSE_CELLS // g)
-        for lo in range(0, n, block):
-            hi = min(n, lo + block)
-            logits = 3.0 * (self.item_factors_[lo:hi] @ protos.T) + rng.gumbel(size=(hi - lo, g))
-            top = np.argpartition(-logits, k_max - 1, axis=1)[:, :k_max]
-            best_first = np.argsort(-np.take_along_axis(logits, top, axis=1), axis=1)
-            chosen[lo:hi] = np.take_along_axis(top, best_first, axis=1)
-        # Unused slots get the sentinel g, then each row is sorted so a set has one spelling.
-        chosen[np.arange(k_max)[None, :] >= n_genres[:, None]] = g
-        chosen.sort(axis=1)
-        genres = _genre_strings(chosen, g)
+        self.genre_factors_ = protos
+        n_genres = np.minimum(1 + rng.binomial(2, 0.35, n), min(3, g))
+        genres = _draw_genre_sets(rng, self.item_factors_, protos, n_genres, sharpness=3.0)
 
         created_year = created.astype("datetime64[s]").astype("datetime64[Y]").astype(np.int64)
         year = created_year + 1970 - rng.geometric(0.15, n) + 1
@@ -433,6 +429,13 @@ class SyntheticGenerator:
             }
         )
         return items, created, alive_until
+
+    def _draw_interests(self, rng: np.random.Generator) -> pd.Series:
+        """1..4 genre names per user (about 2.2 on average) from the user factor's affinity to
+        the genre prototypes: less sharply than item genres, so users of one community share
+        interests without all having the same ones."""
+        counts = np.minimum(1 + rng.binomial(3, 0.4, self.n_users), min(4, self.n_genres))
+        return _draw_genre_sets(rng, self.user_factors_, self.genre_factors_, counts, sharpness=1.0)
 
     # ---- interactions -------------------------------------------------------------------
     def _draw_interactions(
@@ -590,17 +593,22 @@ class SyntheticGenerator:
             dst = by_comm[_draw_cdf(rng, cum, lo, hi)]
             return src, dst, self.start + np.floor(rng.random(k) * span)
 
-        empty = np.zeros(0, dtype=np.int64)
-        a, b, t = _top_up(chung_lu, (empty, empty, np.zeros(0)), n_pairs - n_closing, n)
+        bar = tqdm(total=n_pairs, unit="pair", desc="social graph", disable=not self.progress)
+        with bar:
+            empty = np.zeros(0, dtype=np.int64)
+            a, b, t = _top_up(chung_lu, (empty, empty, np.zeros(0)), n_pairs - n_closing, n)
+            bar.update(len(a))
 
-        # Triadic closure in two rounds: a random edge x - y and a random friend z of y close
-        # the wedge x - y - z; the second round may close wedges made by the first. A closing
-        # edge comes after both edges of its wedge.
-        for r in range(2):
-            target = len(a) + n_closing // 2 + (n_closing % 2 if r == 1 else 0)
-            if target == len(a) or len(a) == 0:
-                continue
-            a, b, t = _top_up(_wedge_closer(rng, a, b, t, n, self.end), (a, b, t), target, n)
+            # Triadic closure in two rounds: a random edge x - y and a random friend z of y
+            # close the wedge x - y - z; the second round may close wedges made by the first.
+            # A closing edge comes after both edges of its wedge.
+            for r in range(2):
+                target = len(a) + n_closing // 2 + (n_closing % 2 if r == 1 else 0)
+                if target == len(a) or len(a) == 0:
+                    continue
+                before = len(a)
+                a, b, t = _top_up(_wedge_closer(rng, a, b, t, n, self.end), (a, b, t), target, n)
+                bar.update(len(a) - before)
 
         # Two directed rows per friendship, ordered by (src, dst).
         indptr, friend, when = _friend_lists(a, b, t, n)
@@ -766,6 +774,32 @@ def _as_str(arr: pa.Array) -> Any:
 def _id_labels(prefix: str, n: int) -> pa.Array:
     """``prefix + str(k)`` for k in 0..n-1."""
     return pa.array(np.strings.add(prefix, np.arange(n).astype(np.str_)), type=pa.string())
+
+
+def _draw_genre_sets(
+    rng: np.random.Generator,
+    factors: npt.NDArray[np.float32],
+    protos: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int64],
+    *,
+    sharpness: float,
+) -> pd.Series:
+    """``counts[r]`` distinct genres for each row of ``factors``, drawn without replacement
+    (Gumbel-top-k) with logits ``sharpness * factors @ protos.T``; pipe-joined names."""
+    n, g = len(factors), len(protos)
+    k_max = int(counts.max()) if n else 1
+    chosen = np.empty((n, k_max), dtype=np.int64)
+    block = max(1, _DENSE_CELLS // g)
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        logits = sharpness * (factors[lo:hi] @ protos.T) + rng.gumbel(size=(hi - lo, g))
+        top = np.argpartition(-logits, k_max - 1, axis=1)[:, :k_max]
+        best_first = np.argsort(-np.take_along_axis(logits, top, axis=1), axis=1)
+        chosen[lo:hi] = np.take_along_axis(top, best_first, axis=1)
+    # Unused slots get the sentinel g, then each row is sorted so a set has one spelling.
+    chosen[np.arange(k_max)[None, :] >= counts[:, None]] = g
+    chosen.sort(axis=1)
+    return _genre_strings(chosen, g)
 
 
 def _genre_strings(chosen: npt.NDArray[np.int64], g: int) -> pd.Series:

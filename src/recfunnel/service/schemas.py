@@ -125,16 +125,40 @@ class ItemBatch(_Request):
     items: list[ItemIn] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+#: What an edge says: ``connect`` (a friend request or follow; both directions make a
+#: friendship) or ``block`` (never suggest the pair to either side).
+EdgeKind = Literal["connect", "block"]
+
+
 class EdgeIn(_Request):
-    """A directed social edge: ``src_user_id`` follows ``dst_user_id``."""
+    """A directed social edge from ``src_user_id`` to ``dst_user_id``. ``kind`` ``connect``
+    (default) is a friend request or follow, and a friendship once the reverse edge exists too;
+    ``block`` means the source blocked the destination. Sending a stored pair again keeps its
+    timestamp and sets its kind."""
 
     src_user_id: Id
     dst_user_id: Id
     timestamp: Timestamp | None = None
+    kind: EdgeKind = "connect"
 
 
 class EdgeBatch(_Request):
     edges: list[EdgeIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class EdgeRef(_Request):
+    """An edge by its ordered pair (whatever its kind)."""
+
+    src_user_id: Id
+    dst_user_id: Id
+
+
+class EdgeRefBatch(_Request):
+    edges: list[EdgeRef] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} pairs, removed in one transaction.",
+    )
 
 
 class Written(_Response):
@@ -151,7 +175,15 @@ class ItemsWritten(Written):
 
 
 class EdgesAdded(_Response):
+    """``added``: pairs that were not stored before (a kind change is not counted)."""
+
     added: int
+
+
+class EdgesRemoved(_Response):
+    """``removed``: pairs that were stored (pairs never stored are ignored)."""
+
+    removed: int
 
 
 class UserDeleted(_Response):

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recfunnel.core.errors import DataError
+from recfunnel.core.schema import EDGE_KINDS
 
 InteractionRow = tuple[str, str, str, str, float, float | None, str]
 _INTERACTION_FIELDS = frozenset(
@@ -25,7 +26,8 @@ _INTERACTION_FIELDS = frozenset(
 )
 _USER_FIELDS = frozenset(("user_id", "attributes"))
 _ITEM_FIELDS = frozenset(("item_id", "attributes", "created_at", "expires_at"))
-_EDGE_FIELDS = frozenset(("src_user_id", "dst_user_id", "timestamp"))
+_EDGE_FIELDS = frozenset(("src_user_id", "dst_user_id", "timestamp", "kind"))
+EdgeRow = tuple[str, str, float | None, str]
 _EMPTY_JSON = "{}"
 
 
@@ -311,17 +313,37 @@ def item_rows(
     return list(out.values())
 
 
-def edge_rows(batch: Iterable[Any] | pd.DataFrame) -> list[tuple[str, str, float | None]]:
-    """``(src_user_id, dst_user_id, timestamp)``, one per pair (the first row wins)."""
-    out: dict[tuple[str, str], tuple[str, str, float | None]] = {}
+def edge_rows(batch: Iterable[Any] | pd.DataFrame) -> list[EdgeRow]:
+    """``(src_user_id, dst_user_id, timestamp, kind)``, one per pair: the first row's
+    timestamp and the last row's kind, as if the rows were added one by one.
+
+    >>> edge_rows([("a", "b"), {"src_user_id": "a", "dst_user_id": "b", "kind": "block"}])
+    [('a', 'b', None, 'block')]
+    >>> edge_rows([{"src_user_id": "a", "dst_user_id": "b", "kind": "mute"}])
+    Traceback (most recent call last):
+    ...
+    recfunnel.core.errors.DataError: edges batch row 0, field kind: must be one of \
+['connect', 'block'], got 'mute'
+    """
+    out: dict[tuple[str, str], EdgeRow] = {}
     for i, row in enumerate(_records(batch)):
         try:
             src, dst, f = _edge(row)
             ts = to_epoch(f.get("timestamp"), "", "timestamp")
+            kind = _edge_kind(f.get("kind", "connect"))
         except DataError as exc:
             raise _located(exc, "edges", i) from None
-        out.setdefault((src, dst), (src, dst, ts))
+        first = out.get((src, dst))
+        out[(src, dst)] = (src, dst, ts if first is None else first[2], kind)
     return list(out.values())
+
+
+def _edge_kind(value: Any) -> str:
+    if value is None:
+        return "connect"
+    if type(value) is not str or value not in EDGE_KINDS:
+        raise DataError(f"must be one of {list(EDGE_KINDS)}, got {value!r}", field="kind")
+    return value
 
 
 def edge_pairs(batch: Iterable[Any] | pd.DataFrame) -> list[tuple[str, str]]:

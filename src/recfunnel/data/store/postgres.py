@@ -32,11 +32,14 @@ if TYPE_CHECKING:
     import psycopg
     import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+#: Version 2 added ``edges.kind``; a version-1 database is migrated when opened.
+SCHEMA_VERSION = "2"
 #: pg_advisory_xact_lock key taken while creating tables, so concurrent opens do not race.
 _DDL_LOCK = 0x7265_6366_756E  # "recfun"
 #: Attempts for a write that the server aborted to break a deadlock or serialisation conflict.
 _ATTEMPTS = 5
+
+_EDGE_KIND = "TEXT NOT NULL DEFAULT 'connect' CHECK (kind IN ('connect', 'block'))"
 
 DDL = (
     "CREATE TABLE IF NOT EXISTS store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -56,9 +59,13 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS interactions_user ON interactions (user_id, seq)",
     'CREATE TABLE IF NOT EXISTS edges (src_user_id TEXT COLLATE "C" NOT NULL, '
     'dst_user_id TEXT COLLATE "C" NOT NULL, timestamp DOUBLE PRECISION, '
-    "PRIMARY KEY (src_user_id, dst_user_id))",
+    f"kind {_EDGE_KIND}, PRIMARY KEY (src_user_id, dst_user_id))",
     "CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id)",
 )
+
+#: Version 1 -> 2, run under the DDL lock: edges get their kind (every stored edge was a
+#: connect). The constant default makes it a catalogue change; the CHECK reads the table once.
+MIGRATIONS = {"1": (f"ALTER TABLE edges ADD COLUMN IF NOT EXISTS kind {_EDGE_KIND}",)}
 
 _STAGE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS stage_interactions (ord INT, event_id TEXT, "
@@ -84,7 +91,7 @@ SELECTS = {
     "FROM interactions ORDER BY seq",
     "users": "SELECT user_id, attributes FROM users ORDER BY user_id",
     "items": "SELECT item_id, attributes, created_at, expires_at FROM items ORDER BY item_id",
-    "edges": "SELECT src_user_id, dst_user_id, timestamp FROM edges "
+    "edges": "SELECT src_user_id, dst_user_id, timestamp, kind FROM edges "
     "ORDER BY src_user_id, dst_user_id",
 }
 
@@ -111,6 +118,14 @@ class PostgresStore(Store):
             row = self._conn.execute(
                 "SELECT value FROM store_meta WHERE key = 'schema_version'"
             ).fetchone()
+            if row is not None and row[0] in MIGRATIONS:
+                for statement in MIGRATIONS[row[0]]:
+                    self._conn.execute(statement)
+                self._conn.execute(
+                    "UPDATE store_meta SET value = %s WHERE key = 'schema_version'",
+                    (SCHEMA_VERSION,),
+                )
+                row = (SCHEMA_VERSION,)
         if row is None or row[0] != SCHEMA_VERSION:
             self._conn.close()
             raise ArtifactError(
@@ -196,16 +211,27 @@ class PostgresStore(Store):
         rows = sorted(_rows.edge_rows(edges), key=lambda r: r[:2])
         if not rows:
             return 0
-        return self._write(
-            lambda cur: (
-                cur.execute(
-                    "INSERT INTO edges (src_user_id, dst_user_id, timestamp) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[]) "
-                    "ON CONFLICT DO NOTHING",
-                    _columns(rows, 3),
-                ).rowcount
+        columns = _columns(rows, 4)
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            added = cur.execute(
+                "INSERT INTO edges (src_user_id, dst_user_id, timestamp, kind) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[]) "
+                "ON CONFLICT DO NOTHING",
+                columns,
+            ).rowcount
+            # Pairs stored before keep their timestamp and take the new kind (not counted).
+            # A statement of its own (READ COMMITTED) also sees a pair that a concurrent batch
+            # inserted first, so the later batch's kind wins there too.
+            cur.execute(
+                "UPDATE edges e SET kind = p.kind "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS p(src, dst, kind) "
+                "WHERE e.src_user_id = p.src AND e.dst_user_id = p.dst AND e.kind <> p.kind",
+                [columns[0], columns[1], columns[3]],
             )
-        )
+            return added
+
+        return self._write(work)
 
     def remove_edges(self, edges: Iterable[Any]) -> int:
         pairs = sorted(_rows.edge_pairs(edges))

@@ -35,7 +35,8 @@ from recfunnel.data.store import _rows
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+#: Version 2 added ``edges.kind``; a version-1 file is migrated when opened.
+SCHEMA_VERSION = "2"
 
 #: The tables; ``seq`` is the arrival order that pagination and ``to_arrow`` follow.
 DDL = """
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS interactions (
 CREATE INDEX IF NOT EXISTS interactions_user ON interactions (user_id, seq);
 CREATE TABLE IF NOT EXISTS edges (
     src_user_id TEXT NOT NULL, dst_user_id TEXT NOT NULL, timestamp REAL,
+    kind TEXT NOT NULL DEFAULT 'connect' CHECK (kind IN ('connect', 'block')),
     PRIMARY KEY (src_user_id, dst_user_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id);
 """
@@ -60,6 +62,13 @@ CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id);
 #: Connection settings, after ``journal_mode=WAL``: fsync the log on every commit, and a page
 #: cache (negative = KiB) large enough to keep the event-id index's hot pages in memory.
 PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA cache_size=-65536")
+
+#: Version 1 -> 2: edges get their kind (every stored edge was a connect). SQLite checks the
+#: CHECK only on later writes, which is all it needs here.
+ADD_EDGE_KIND = (
+    "ALTER TABLE edges ADD COLUMN kind TEXT NOT NULL DEFAULT 'connect' "
+    "CHECK (kind IN ('connect', 'block'))"
+)
 
 INSERT_INTERACTIONS = (
     "INSERT INTO interactions (event_id, user_id, item_id, event_type, value, timestamp, context)"
@@ -72,7 +81,7 @@ SELECTS = {
     "FROM interactions ORDER BY seq",
     "users": "SELECT user_id, attributes FROM users ORDER BY user_id",
     "items": "SELECT item_id, attributes, created_at, expires_at FROM items ORDER BY item_id",
-    "edges": "SELECT src_user_id, dst_user_id, timestamp FROM edges "
+    "edges": "SELECT src_user_id, dst_user_id, timestamp, kind FROM edges "
     "ORDER BY src_user_id, dst_user_id",
 }
 
@@ -109,14 +118,29 @@ class SQLiteStore(Store):
                 "BEGIN IMMEDIATE;" + DDL + "INSERT INTO store_meta VALUES ('schema_version', "
                 f"'{SCHEMA_VERSION}') ON CONFLICT DO NOTHING; COMMIT;"
             )
-            (version,) = self._conn.execute(
-                "SELECT value FROM store_meta WHERE key = 'schema_version'"
-            ).fetchone()
+            version = self._migrate()
         if version != SCHEMA_VERSION:
             self._conn.close()
             raise ArtifactError(
                 f"{path}: store schema version {version}, this recfunnel reads {SCHEMA_VERSION}"
             )
+
+    def _migrate(self) -> str:
+        """Bring a version-1 file to the current schema, in one transaction that holds the
+        write lock (processes opening the file together migrate it once); the version."""
+        with self._write() as cur:
+            (version,) = cur.execute(
+                "SELECT value FROM store_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            if version != "1":
+                return str(version)
+            columns = {row[1] for row in cur.execute("PRAGMA table_info(edges)")}
+            if "kind" not in columns:
+                cur.execute(ADD_EDGE_KIND)
+            cur.execute(
+                "UPDATE store_meta SET value = ? WHERE key = 'schema_version'", (SCHEMA_VERSION,)
+            )
+        return SCHEMA_VERSION
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStore:
@@ -190,8 +214,19 @@ class SQLiteStore(Store):
         rows = _rows.edge_rows(edges)
         with self._write() as cur:
             before = self._conn.total_changes
-            cur.executemany("INSERT INTO edges VALUES (?, ?, ?) ON CONFLICT DO NOTHING", rows)
-            return self._conn.total_changes - before
+            cur.executemany(
+                "INSERT INTO edges (src_user_id, dst_user_id, timestamp, kind) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                rows,
+            )
+            added = self._conn.total_changes - before
+            # Pairs stored before keep their timestamp and take the new kind (not counted).
+            cur.executemany(
+                "UPDATE edges SET kind = ?4 WHERE src_user_id = ?1 AND dst_user_id = ?2 "
+                "AND kind <> ?4",
+                rows,
+            )
+            return added
 
     def remove_edges(self, edges: Iterable[Any]) -> int:
         pairs = _rows.edge_pairs(edges)

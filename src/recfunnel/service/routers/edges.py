@@ -1,17 +1,26 @@
-"""``/v1/edges``: add directed social edges (who follows whom)."""
+"""``/v1/edges``: add and remove directed social edges (friend requests, follows, blocks)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
 from recfunnel.service.routers import WRITE_ERRORS, ServicesDep
-from recfunnel.service.schemas import EdgeBatch, EdgesAdded
+from recfunnel.service.schemas import EdgeBatch, EdgeRefBatch, EdgesAdded, EdgesRemoved
 from recfunnel.service.security import require_write
 
-router = APIRouter(prefix="/v1/edges", tags=["edges"])
+router = APIRouter(prefix="/v1/edges", tags=["edges"], dependencies=[Depends(require_write)])
 
 
-@router.post("", responses=WRITE_ERRORS, dependencies=[Depends(require_write)])
+@router.post("", responses=WRITE_ERRORS)
 def add_edges(batch: EdgeBatch, services: ServicesDep) -> EdgesAdded:
-    """Add edges; an edge already present keeps its timestamp and is not counted."""
+    """Add edges. A pair already stored keeps its timestamp and takes the new ``kind`` (a
+    ``block`` replaces a ``connect`` and the reverse); only pairs not stored before count."""
     return EdgesAdded(added=services.store.add_edges([e.to_row() for e in batch.edges]))
+
+
+@router.delete("", responses=WRITE_ERRORS)
+def remove_edges(batch: EdgeRefBatch, services: ServicesDep) -> EdgesRemoved:
+    """Remove edges by their ``(src_user_id, dst_user_id)`` pair, whatever their kind
+    (withdrawing a request, unfriending one side, unblocking). Idempotent: a pair that is not
+    stored is skipped and not counted."""
+    return EdgesRemoved(removed=services.store.remove_edges([e.to_row() for e in batch.edges]))
