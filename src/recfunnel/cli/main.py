@@ -198,11 +198,50 @@ def evaluate(
         Path | None,
         typer.Option(help="A funnel TOML (configs/funnel.toml): also report it as model 'funnel'."),
     ] = None,
+    task: Annotated[
+        str,
+        typer.Option(
+            help="recommendation (items to users) | link-prediction (friend suggestions on a "
+            "temporal split of the social graph; --dataset synthetic-social[:N], aarhus-cs, a "
+            "store URL or an edges file)"
+        ),
+    ] = "recommendation",
+    max_users: Annotated[
+        int | None, typer.Option(help="Link prediction: evaluate a sample of this many users.")
+    ] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Fit models on the train split and evaluate them by full ranking on the test split."""
     from recfunnel.core.errors import ConfigError
     from recfunnel.pipeline.experiment import run_experiment
+
+    if task not in ("recommendation", "link-prediction"):
+        _fail(ConfigError(f"--task must be recommendation or link-prediction, got {task!r}"))
+    if task == "link-prediction":
+        from recfunnel.cli import friends_cmd
+
+        try:
+            cutoffs = [int(x) for x in _split_list(k, "cutoff")]
+            names = _split_list(
+                friends_cmd.DEFAULT_MODELS if models == "pop,itemknn" else models,
+                "model",
+            )
+            friends_cmd.run(
+                dataset="synthetic-social" if dataset == "ml-100k" else dataset,
+                split="temporal:0.2" if split == "ro:0.8,0.1,0.1" else split,
+                seed=seed,
+                models=",".join(names),
+                cutoffs=cutoffs,
+                model_params=_parse_params(param or [], names),
+                bootstrap=bootstrap,
+                output=output,
+                plot=plot,
+                cache_dir=cache_dir,
+                max_users=max_users,
+            )
+        except (RecfunnelError, OSError, ValueError) as exc:
+            _fail(exc if isinstance(exc, RecfunnelError | OSError) else ConfigError(str(exc)))
+        return
 
     try:
         cutoffs = [int(x) for x in _split_list(k, "cutoff")]

@@ -142,7 +142,7 @@ def import_dataset(
     if dataset.edges is not None and len(dataset.edges):
         edges = [
             {"src_user_id": str(r["src_user_id"]), "dst_user_id": str(r["dst_user_id"]),
-             "timestamp": float(r["timestamp"])}
+             "timestamp": _jsonable(r["timestamp"]), "kind": str(r.get("kind") or "connect")}
             for r in dataset.edges.to_dict("records")
         ]  # fmt: skip
         totals["edges"] = store.add_edges(edges)
