@@ -115,9 +115,8 @@ class FriendGenerator(Params, ABC):
         interactions: InteractionMatrix | None = None,
         valid: sp.csr_matrix | None = None,
     ) -> Self:
-        """Learn from the friendships in ``graph``; returns ``self``."""
-        if graph.n_users == 0:
-            raise ConfigError(f"{type(self).__name__}.fit: the graph has no users")
+        """Learn from the friendships in ``graph`` (which may still be empty: a new
+        deployment); returns ``self``."""
         self.graph_ = graph
         self._fit(graph, FriendSide(user_features, interactions, valid))
         return self
@@ -127,6 +126,11 @@ class FriendGenerator(Params, ABC):
         retraining. A graph updated in place with ``add_edges`` needs no call at all."""
         self.graph_ = graph
         self._attach(graph)
+        return self
+
+    def add_profiles(self, user_features: pd.DataFrame) -> Self:
+        """Register (or update) profiles of users — e.g. members who joined after fit — keyed
+        by ``user_id``. Sources that use profiles override this; the default ignores them."""
         return self
 
     def _check_fitted(self) -> None:

@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
+from recfunnel.core.graph import SocialGraph
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.params import Params
@@ -40,6 +41,9 @@ class SideInfo:
     valid: InteractionMatrix | None = None
     user_features: pd.DataFrame | None = None
     item_features: pd.DataFrame | None = None
+    #: The social graph (friendships), for social sources; its users are matched to the
+    #: interactions' users by id.
+    graph: SocialGraph | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,8 @@ class CandidateGenerator(Params, ABC):
         """Learn from ``interactions`` (``users_``, ``items_`` and ``seen_`` are already set).
 
         ``side`` carries what some models use and others ignore: validation interactions
-        (early stopping) and user / item attribute tables (feature-based models)."""
+        (early stopping), user / item attribute tables (feature-based models) and the social
+        graph (social sources)."""
 
     @abstractmethod
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -108,12 +113,15 @@ class CandidateGenerator(Params, ABC):
         valid: InteractionMatrix | None = None,
         user_features: pd.DataFrame | None = None,
         item_features: pd.DataFrame | None = None,
+        graph: SocialGraph | None = None,
     ) -> Self:
         """Learn from ``interactions``; returns ``self``.
 
         ``valid`` (same indexes) is only used by models that early-stop on it; never pass test
         data. ``user_features`` / ``item_features`` are attribute tables keyed by ``user_id`` /
-        ``item_id`` columns, used by feature-based models.
+        ``item_id`` columns, used by feature-based models. ``graph`` is the social graph
+        (friendships), used by social sources (e.g. ``friends_items``) and ignored by the
+        others.
         """
         if len(interactions) == 0:
             raise ConfigError(f"{type(self).__name__}.fit: no interactions to learn from")
@@ -124,7 +132,7 @@ class CandidateGenerator(Params, ABC):
         self.users_ = interactions.users
         self.items_ = interactions.items
         self.seen_ = interactions.to_csr(binary=True)
-        self._fit(interactions, SideInfo(valid, user_features, item_features))
+        self._fit(interactions, SideInfo(valid, user_features, item_features, graph))
         return self
 
     def _check_fitted(self) -> None:

@@ -324,9 +324,10 @@ class SocialGraph:
         *,
         add_users: bool = True,
     ) -> None:
-        """Apply directed edges as they arrive: a ``connect`` answered by one the other way
-        makes a friendship, otherwise a pending request; a ``block`` ends any friendship or
-        request between the two. Unknown users are added (``add_users=True``) or refused."""
+        """Apply directed edges as they arrive (the store's semantics): a ``connect`` answered
+        by one the other way makes a friendship, otherwise a pending request; a ``block`` ends
+        any friendship or request between the two; a ``connect`` on the pair of one's own
+        block replaces it. Unknown users are added (``add_users=True``) or refused."""
         if len(src) != len(dst):
             raise DataError(f"{len(src)} sources but {len(dst)} destinations", source="edges")
         kinds = list(kinds) if kinds is not None else ["connect"] * len(src)
@@ -352,8 +353,15 @@ class SocialGraph:
                 for x, y in ((a, b), (b, a)):
                     self._unlink(self._requests, x, y)
                     self._unlink(self._requested_by, y, x)
-            elif self.are_friends(a, b) or b in self._blocks.get(a, ()):
+            elif self.are_friends(a, b):
                 continue
+            elif b in self._blocks.get(a, ()):
+                # The same (src, dst) pair as the block: like the store, the connect replaces
+                # it (an unblock plus a request).
+                self._unlink(self._blocks, a, b)
+                self._unlink(self._blocked_by, b, a)
+                self._link(self._requests, a, b)
+                self._link(self._requested_by, b, a)
             elif a in self._requests.get(b, ()):
                 self._befriend(a, b, float(when))
             else:
@@ -407,9 +415,12 @@ class SocialGraph:
         """Friendship rows of ``users`` (``B x n_users``, ones), overlay applied."""
         idx = np.asarray(users, dtype=np.int64)
         n = self.n_users
-        in_base = np.where(idx < self._n0, idx, 0)
-        base = self._base[in_base]
-        base = sp.csr_matrix((base.data, base.indices, base.indptr), shape=(len(idx), n))
+        if self._n0:
+            in_base = np.where(idx < self._n0, idx, 0)
+            base = self._base[in_base]
+            base = sp.csr_matrix((base.data, base.indices, base.indptr), shape=(len(idx), n))
+        else:
+            base = sp.csr_matrix((len(idx), n), dtype=np.float32)
         touched = [
             r
             for r, u in enumerate(idx.tolist())
@@ -435,13 +446,16 @@ class SocialGraph:
     def degree(self, users: npt.ArrayLike | None = None) -> npt.NDArray[np.int64]:
         """Number of friends of ``users`` (every user when ``None``)."""
         idx = np.arange(self.n_users) if users is None else np.asarray(users, dtype=np.int64)
-        base = np.zeros(len(idx), dtype=np.int64)
+        out = np.zeros(len(idx), dtype=np.int64)
         old = idx < self._n0
-        base[old] = np.diff(self._base.indptr)[idx[old]]
+        ip = self._base.indptr
+        out[old] = ip[idx[old] + 1] - ip[idx[old]]
         if self._added or self._removed:
-            for r, u in enumerate(idx.tolist()):
-                base[r] += len(self._added.get(u, ())) - len(self._removed.get(u, ()))
-        return base
+            touched = np.fromiter(set(self._added) | set(self._removed), dtype=np.int64)
+            for r in np.flatnonzero(np.isin(idx, touched)).tolist():
+                u = int(idx[r])
+                out[r] += len(self._added.get(u, ())) - len(self._removed.get(u, ()))
+        return out
 
     def adjacency(self) -> sp.csr_matrix:
         """The whole symmetric friendship matrix (``n_users x n_users``), overlay applied."""
@@ -514,10 +528,14 @@ class SocialGraph:
             hit = key_base[pos] == _pair_key(a[in_base], b[in_base], self.n_users)
             vals = np.where(hit, self._since[pos], np.nan)
             since[in_base] = vals
-        for k in range(len(a)):
-            t = self._added.get(int(a[k]), {}).get(int(b[k]))
-            if t is not None:
-                since[k] = t
+        if self._added:
+            key = _pair_key(a, b, self.n_users)
+            for x, partners in self._added.items():
+                for y, when in partners.items():
+                    if x < y:
+                        pos = int(np.searchsorted(key, x * self.n_users + y))
+                        if pos < len(key) and key[pos] == x * self.n_users + y:
+                            since[pos] = when
         return a, b, since
 
     def compact(self) -> SocialGraph:

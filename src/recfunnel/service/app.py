@@ -10,6 +10,8 @@ Layout of the API (one router module per resource, in ``service/routers``)::
     POST   /v1/items                      items.py          write key
     POST   /v1/interactions               interactions.py   write key
     POST   /v1/edges                      edges.py          write key
+    DELETE /v1/edges                      edges.py          write key
+    GET    /v1/users/{id}/friend-suggestions  friends.py    read key
     GET    /v1/users/{id}/recommendations recommendations.py read key
     GET    /v1/items/{id}/similar         recommendations.py read key
     POST   /v1/feedback                   feedback.py       read key
@@ -29,6 +31,7 @@ from fastapi import FastAPI, Request
 
 from recfunnel.core.store import Store
 from recfunnel.service import errors
+from recfunnel.service.friends import FriendService
 from recfunnel.service.metrics import RequestMetrics, ServiceMetrics
 from recfunnel.service.recommender import Recommender, RequestLog
 from recfunnel.service.registry import ModelHolder, load_recommender
@@ -49,6 +52,8 @@ class Services:
     models: ModelHolder
     metrics: ServiceMetrics
     requests: RequestLog
+    #: The live social graph and friend model (``None`` until ``create_app`` builds it).
+    friends: FriendService | None = None
     #: Users deleted while this process runs: a model version loaded later (trained before
     #: the deletion) must not use what it holds about them either.
     forgotten: set[str] = field(default_factory=set)
@@ -72,6 +77,7 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
     from recfunnel.service.routers import (
         edges,
         feedback,
+        friends,
         health,
         interactions,
         items,
@@ -97,6 +103,7 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
     )
     the_store.add_deletion_hook(lambda ids: _forget(ids, services))
     services.models.reload()
+    services.friends = FriendService.from_store(the_store, settings.friends_model_dir)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,7 +133,7 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         write=settings.write_key.get_secret_value(), read=settings.read_key.get_secret_value()
     )
     errors.install(app)
-    for module in (users, items, interactions, edges, recommendations, feedback, health):
+    for module in (users, items, interactions, edges, recommendations, friends, feedback, health):
         app.include_router(module.router)
     # Outermost first: count every request (413s included), then limit the body.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
@@ -175,6 +182,8 @@ def _forget(user_ids: Iterable[str], services: Services) -> None:
     current = services.models.current
     if current is not None:
         current.forget_users(ids)
+    if services.friends is not None:
+        services.friends.forget(ids)
 
 
 __all__ = ["Services", "create_app", "get_services"]

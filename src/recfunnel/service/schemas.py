@@ -212,6 +212,22 @@ class ScoredItem(_Response):
     score: float
 
 
+class SuggestedUser(_Response):
+    user_id: str
+    score: float
+    #: Which stage proposed them: ``model`` (the friend model) or a fallback
+    #: (``community_popular``, ``popular_users``).
+    source: str
+
+
+class FriendSuggestions(_Response):
+    """People the user may know, best first, with a request id and the friend model."""
+
+    request_id: str
+    model_version: str
+    users: list[SuggestedUser]
+
+
 class Recommendations(_Response):
     """A ranked list. ``request_id`` identifies this answer for feedback attribution;
     ``model_version`` is the registry version that produced it."""

@@ -39,6 +39,8 @@ class ServiceSettings(BaseModel):
     * ``store_url``: the event store (``sqlite:///events.db``, ``postgresql://…``).
     * ``model_dir``: a model registry (``versions/<v>/`` + ``CURRENT``) or one saved model
       directory; ``None`` serves no model (recommendations answer 503 until one is published).
+    * ``friends_model_dir``: a saved friend funnel (``recfunnel train-friends``); ``None``
+      suggests friends by mutual friends with popular-in-community and popular fallbacks.
     * ``write_key`` / ``read_key``: the API keys (``X-API-Key`` header). The write key
       ingests and administers and may also read; the read key gets recommendations, similar
       items and sends feedback.
@@ -54,6 +56,7 @@ class ServiceSettings(BaseModel):
 
     store_url: str = Field(min_length=1)
     model_dir: Path | None = None
+    friends_model_dir: Path | None = None
     write_key: SecretStr
     read_key: SecretStr
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)

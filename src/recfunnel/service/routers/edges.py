@@ -15,7 +15,11 @@ router = APIRouter(prefix="/v1/edges", tags=["edges"], dependencies=[Depends(req
 def add_edges(batch: EdgeBatch, services: ServicesDep) -> EdgesAdded:
     """Add edges. A pair already stored keeps its timestamp and takes the new ``kind`` (a
     ``block`` replaces a ``connect`` and the reverse); only pairs not stored before count."""
-    return EdgesAdded(added=services.store.add_edges([e.to_row() for e in batch.edges]))
+    rows = [e.to_row() for e in batch.edges]
+    added = services.store.add_edges(rows)  # durable first, then the live graph
+    if services.friends is not None:
+        services.friends.apply_edges(rows)
+    return EdgesAdded(added=added)
 
 
 @router.delete("", responses=WRITE_ERRORS)
@@ -23,4 +27,8 @@ def remove_edges(batch: EdgeRefBatch, services: ServicesDep) -> EdgesRemoved:
     """Remove edges by their ``(src_user_id, dst_user_id)`` pair, whatever their kind
     (withdrawing a request, unfriending one side, unblocking). Idempotent: a pair that is not
     stored is skipped and not counted."""
-    return EdgesRemoved(removed=services.store.remove_edges([e.to_row() for e in batch.edges]))
+    rows = [e.to_row() for e in batch.edges]
+    removed = services.store.remove_edges(rows)
+    if services.friends is not None:
+        services.friends.remove_edges((r["src_user_id"], r["dst_user_id"]) for r in rows)
+    return EdgesRemoved(removed=removed)

@@ -22,7 +22,11 @@ router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(req
 @router.post("", responses=WRITE_ERRORS)
 def upsert_users(batch: UserBatch, services: ServicesDep) -> Written:
     """Insert or replace users and their attributes (the last row of an id wins)."""
-    return Written(written=services.store.upsert_users([u.to_row() for u in batch.users]))
+    rows = [u.to_row() for u in batch.users]
+    written = services.store.upsert_users(rows)
+    if services.friends is not None:
+        services.friends.add_profiles(rows)
+    return Written(written=written)
 
 
 @router.get("/{user_id}/interactions", responses=AUTH_ERRORS)

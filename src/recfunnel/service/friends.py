@@ -1,0 +1,188 @@
+"""Friend suggestions in the service: the live social graph and the model that reads it.
+
+At start the graph is read from the store (every edge, streamed) and a friend model is
+prepared: the saved friend funnel in ``settings.friends_model_dir`` when there is one,
+otherwise mutual-friends retrieval. Either way a **fallback chain** fills the slate when the
+model returns fewer than ``n`` users — popular users in the member's community, then
+popular users overall — so a member with no connections (or one the graph has never seen)
+still gets suggestions.
+
+Writes go to the store first (durable), then here: ``POST /v1/edges`` applies edges to the
+in-memory graph overlay, so the next suggestion sees them (no retraining, no rebuild);
+``POST /v1/users`` registers profiles of new members; deleting a user isolates their row.
+One lock orders writes and reads of the graph.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recfunnel.core.errors import ArtifactError, RecfunnelError, UnknownIdError
+from recfunnel.core.friends import FriendGenerator
+from recfunnel.core.generator import ScoredList
+from recfunnel.core.graph import SocialGraph
+from recfunnel.core.store import Store
+
+log = logging.getLogger("recfunnel.service")
+
+
+def _users_frame(store: Store) -> pd.DataFrame:
+    rows = []
+    for batch in store.iter_batches("users"):
+        for user_id, attributes in zip(
+            batch.column("user_id").to_pylist(), batch.column("attributes").to_pylist(),
+            strict=True,
+        ):  # fmt: skip
+            attrs = json.loads(attributes) if attributes else {}
+            rows.append({"user_id": user_id, **attrs})
+    return pd.DataFrame(rows) if rows else pd.DataFrame({"user_id": pd.Series(dtype=str)})
+
+
+def _edges_frame(store: Store) -> pd.DataFrame:
+    table = store.to_arrow("edges")
+    return table.to_pandas()
+
+
+class FriendService:
+    """The live graph, the friend model and the fallback chain (thread-safe)."""
+
+    def __init__(
+        self,
+        graph: SocialGraph,
+        model: FriendGenerator,
+        *,
+        version: str,
+        profiles: pd.DataFrame | None = None,
+    ) -> None:
+        self.graph = graph
+        self.model = model
+        self.version = version
+        self._lock = threading.RLock()
+        self._fallbacks: list[tuple[str, FriendGenerator]] = []
+        self._popular_cache: tuple[int, Any, Any] | None = None
+        self._refit_fallbacks(profiles)
+
+    @classmethod
+    def from_store(cls, store: Store, model_dir: Path | None) -> FriendService:
+        """Read every edge and profile from ``store``; load the funnel in ``model_dir`` (or
+        use mutual-friends retrieval when ``None``)."""
+        from recfunnel.candidates.friends import make_friend_generator
+
+        users = _users_frame(store)
+        edges = _edges_frame(store)
+        ids = pd.unique(
+            pd.concat(
+                [users["user_id"].astype(str), edges["src_user_id"].astype(str),
+                 edges["dst_user_id"].astype(str)]
+            )
+        ).tolist()  # fmt: skip
+        from recfunnel.core.ids import IdIndex
+
+        graph = SocialGraph.from_edges(edges, users=IdIndex(ids), source="store edges")
+        model: FriendGenerator
+        if model_dir is not None:
+            from recfunnel.pipeline.friend_funnel import FriendFunnel
+
+            if not (Path(model_dir) / "manifest.json").is_file():
+                raise ArtifactError(f"{model_dir}: no friend model (manifest.json) there")
+            model = FriendFunnel.load(model_dir, graph, user_features=users)
+            version = f"friend_funnel:{Path(model_dir).name}"
+        else:
+            model = make_friend_generator("mutual_friends").fit(graph)
+            version = "mutual_friends"
+        service = cls(graph, model, version=version, profiles=users)
+        log.info("friend suggestions: %r, model %s", graph, version)
+        return service
+
+    def _refit_fallbacks(self, users: pd.DataFrame | None) -> None:
+        """Popular-in-community (when profiles have a community) then popular overall."""
+        from recfunnel.candidates.friends import make_friend_generator
+
+        self._fallbacks = []
+        profiles = users if users is not None and len(users.columns) > 1 else None
+        for name in ("community_popular", "popular_users"):
+            gen = make_friend_generator(name)
+            try:
+                gen.fit(self.graph, user_features=profiles)
+            except RecfunnelError as exc:  # e.g. no community attribute: skip this fallback
+                log.info("friend fallback %s skipped: %s", name, exc)
+                continue
+            self._fallbacks.append((name, gen))
+
+    # ---- reads ------------------------------------------------------------------------------
+    def suggest(self, user_id: str, n: int) -> tuple[list[tuple[str, float, str]], str]:
+        """Up to ``n`` ``(user_id, score, source)`` suggestions and the model version."""
+        with self._lock:
+            if user_id not in self.graph:
+                # Never seen (no profile, no edge): the most-connected users. A GET does not
+                # add the id to the graph.
+                return self._popular(n), self.version
+            out: list[tuple[str, float, str]] = []
+            seen: set[str] = set()
+            chain: list[tuple[str, FriendGenerator]] = [("model", self.model), *self._fallbacks]
+            for name, gen in chain:
+                if len(out) >= n:
+                    break
+                try:
+                    lists: list[ScoredList] = gen.recommend(
+                        [user_id], n, exclude=[list(seen)] if seen else ()
+                    )
+                except UnknownIdError:
+                    continue
+                for uid, score in zip(lists[0].ids, lists[0].scores, strict=True):
+                    if uid not in seen and len(out) < n:
+                        seen.add(uid)
+                        out.append((uid, float(score), name))
+            return out, self.version
+
+    def _popular(self, n: int) -> list[tuple[str, float, str]]:
+        if self._popular_cache is None or self._popular_cache[0] != self.graph.version:
+            degree = self.graph.degree()
+            k = min(len(degree), 1000)
+            top = np.argpartition(-degree, k - 1)[:k] if k else np.zeros(0, np.int64)
+            top = top[np.lexsort((top, -degree[top]))]
+            self._popular_cache = (self.graph.version, self.graph.decode(top), degree[top])
+        _, ids, deg = self._popular_cache
+        return [(str(u), float(d), "popular_users") for u, d in zip(ids[:n], deg[:n], strict=True)]
+
+    # ---- writes -----------------------------------------------------------------------------
+    def apply_edges(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Edges already stored: apply them to the live graph."""
+        rows = list(rows)
+        with self._lock:
+            self.graph.add_edges(
+                [str(r["src_user_id"]) for r in rows],
+                [str(r["dst_user_id"]) for r in rows],
+                [str(r.get("kind") or "connect") for r in rows],
+                [np.nan if r.get("timestamp") is None else float(r["timestamp"]) for r in rows],
+            )
+
+    def remove_edges(self, pairs: Iterable[tuple[str, str]]) -> None:
+        pairs = list(pairs)
+        with self._lock:
+            self.graph.remove_edges([a for a, _ in pairs], [b for _, b in pairs])
+
+    def add_profiles(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Users upserted with attributes: new members join the graph with their profile."""
+        frame = pd.DataFrame(
+            [{"user_id": str(r["user_id"]), **(r.get("attributes") or {})} for r in rows]
+        )
+        if frame.empty:
+            return
+        with self._lock:
+            self.graph.add_users(frame["user_id"].tolist())
+            add = getattr(self.model, "add_profiles", None)
+            if add is not None:
+                add(frame)
+
+    def forget(self, user_ids: Iterable[str]) -> None:
+        with self._lock:
+            self.graph.forget_users(list(user_ids))
