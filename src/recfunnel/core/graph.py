@@ -533,9 +533,9 @@ class SocialGraph:
             for x, partners in self._added.items():
                 for y, when in partners.items():
                     if x < y:
-                        pos = int(np.searchsorted(key, x * self.n_users + y))
-                        if pos < len(key) and key[pos] == x * self.n_users + y:
-                            since[pos] = when
+                        at = int(np.searchsorted(key, x * self.n_users + y))
+                        if at < len(key) and key[at] == x * self.n_users + y:
+                            since[at] = when
         return a, b, since
 
     def compact(self) -> SocialGraph:
