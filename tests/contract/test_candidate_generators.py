@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from recfunnel.candidates import REGISTRY, load_generator, make_generator
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError, UnknownIdError
 from recfunnel.core.generator import CandidateGenerator
+from recfunnel.core.graph import SocialGraph
 from recfunnel.core.matrix import InteractionMatrix
 
 #: Generators that personalise (everything but popularity) must pass the block test.
@@ -37,6 +43,42 @@ def block_data(n_blocks: int = 4, users_per_block: int = 6, items_per_block: int
     return InteractionMatrix.from_arrays(users, items), withheld
 
 
+def block_graph(n_blocks: int = 4, users_per_block: int = 6) -> SocialGraph:
+    """Friendships between every two users of the same block of :func:`block_data` (and one
+    graph user with no interactions): friends share the block's tastes, so a social source
+    has the block structure to find."""
+    src, dst = [], []
+    for b in range(n_blocks):
+        for u in range(users_per_block):
+            for v in range(u + 1, users_per_block):
+                src.append(f"u{b}_{u}")
+                dst.append(f"u{b}_{v}")
+    src.append("u0_0")
+    dst.append("lurker")
+    edges = pd.DataFrame({"src_user_id": src, "dst_user_id": dst})
+    return SocialGraph.from_edges(edges, mutual=False)
+
+
+#: Keyword arguments of ``fit`` beyond the interactions, per registry name (default: none).
+#: ``graph`` also goes back in through ``attach_graph`` after ``load`` (graphs are data, not
+#: part of an artefact).
+FIT_KWARGS: dict[str, Callable[[], dict[str, Any]]] = {
+    "friends_items": lambda: {"graph": block_graph()},
+}
+
+
+def fit_named(name: str, data: InteractionMatrix) -> CandidateGenerator:
+    return make_generator(name).fit(data, **FIT_KWARGS.get(name, dict)())
+
+
+def load_named(name: str, path: Path) -> CandidateGenerator:
+    model = load_generator(path)
+    graph = FIT_KWARGS.get(name, dict)().get("graph")
+    if graph is not None:
+        model.attach_graph(graph)  # type: ignore[attr-defined]
+    return model
+
+
 @pytest.fixture(params=sorted(REGISTRY))
 def name(request: pytest.FixtureRequest) -> str:
     return request.param
@@ -45,7 +87,7 @@ def name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def fitted(name: str) -> tuple[CandidateGenerator, InteractionMatrix, dict[str, str]]:
     data, withheld = block_data()
-    return make_generator(name).fit(data), data, withheld
+    return fit_named(name, data), data, withheld
 
 
 def test_params_round_trip(name: str) -> None:
@@ -72,7 +114,7 @@ def test_scores_shape_and_determinism(name: str, fitted) -> None:
     s = model.score_users(np.arange(data.n_users))
     assert s.shape == (data.n_users, data.n_items)
     assert np.isfinite(s).all()
-    again = make_generator(name).fit(data).score_users(np.arange(data.n_users))
+    again = fit_named(name, data).score_users(np.arange(data.n_users))
     np.testing.assert_array_equal(s, again)
 
 
@@ -141,14 +183,14 @@ def test_save_load_same_answers(name: str, fitted, tmp_path) -> None:
     model, data, _ = fitted
     path = model.save(tmp_path / "model")
     assert sorted(p.name for p in path.iterdir()) == ["arrays.npz", "manifest.json"]
-    loaded = load_generator(path)
+    loaded = load_named(name, path)
     assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
     users = data.users.ids.tolist()
     assert loaded.recommend(users, n=6) == model.recommend(users, n=6)
     assert loaded.similar_items(["i0_1"], n=3) == model.similar_items(["i0_1"], n=3)
     # Saving again over an existing artefact replaces it whole.
     model.save(path)
-    assert load_generator(path).recommend(users[:2], n=3) == model.recommend(users[:2], n=3)
+    assert load_named(name, path).recommend(users[:2], n=3) == model.recommend(users[:2], n=3)
 
 
 def test_corrupt_artefacts_are_refused(fitted, tmp_path) -> None:

@@ -24,6 +24,7 @@ REGISTRY: dict[str, str] = {
     "bpr": "recfunnel.candidates.bpr:BPR",
     "lightgcn": "recfunnel.candidates.lightgcn:LightGCN",
     "two_tower": "recfunnel.candidates.two_tower:TwoTower",
+    "friends_items": "recfunnel.candidates.social_items:FriendsItems",
 }
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from recfunnel.cli import friends_cmd
 from recfunnel.cli.abtest_cmd import abtest_app
 from recfunnel.cli.bias_variance_cmd import bias_variance
 from recfunnel.cli.drift_cmd import drift
@@ -209,6 +210,9 @@ def evaluate(
     max_users: Annotated[
         int | None, typer.Option(help="Link prediction: evaluate a sample of this many users.")
     ] = None,
+    community: Annotated[
+        str, typer.Option(help="Link prediction: the user attribute that defines communities.")
+    ] = "community",
     cache_dir: CacheDir = None,
 ) -> None:
     """Fit models on the train split and evaluate them by full ranking on the test split."""
@@ -218,8 +222,6 @@ def evaluate(
     if task not in ("recommendation", "link-prediction"):
         _fail(ConfigError(f"--task must be recommendation or link-prediction, got {task!r}"))
     if task == "link-prediction":
-        from recfunnel.cli import friends_cmd
-
         try:
             cutoffs = [int(x) for x in _split_list(k, "cutoff")]
             names = _split_list(
@@ -238,6 +240,7 @@ def evaluate(
                 plot=plot,
                 cache_dir=cache_dir,
                 max_users=max_users,
+                community=community,
             )
         except (RecfunnelError, OSError, ValueError) as exc:
             _fail(exc if isinstance(exc, RecfunnelError | OSError) else ConfigError(str(exc)))
@@ -497,6 +500,8 @@ app.command("drift-stream")(drift_stream)
 app.add_typer(abtest_app, name="abtest")
 app.command("bias-variance")(bias_variance)
 app.command("select-features")(select_features)
+app.command("train-friends")(friends_cmd.train_friends)
+app.command("synth-social-graph")(friends_cmd.synth_social_graph)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -63,6 +63,13 @@ def serve(
     history_limit: Annotated[
         int, typer.Option(help="Stored events read per recommendation request (0: none).")
     ] = 200,
+    friends_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="A saved friend funnel (recfunnel train-friends); default: mutual "
+            "friends with popular fallbacks."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="critical|error|warning|info|debug")] = "info",
 ) -> None:
     """Serve the HTTP API (keys from RECFUNNEL_WRITE_KEY and RECFUNNEL_READ_KEY)."""
@@ -76,6 +83,7 @@ def serve(
             os.environ,
             store_url=store,
             model_dir=model_dir,
+            friends_model_dir=friends_model,
             poll_seconds=poll_seconds or None,
             max_body_bytes=max_body_bytes,
             history_limit=history_limit,
@@ -91,6 +99,8 @@ def serve(
         f"serving {base} (OpenAPI: {base}/docs). Try:\n"
         f"  curl -H \"X-API-Key: $RECFUNNEL_READ_KEY\" '{base}/v1/users/196/recommendations?n=10'\n"
         f"  curl -H \"X-API-Key: $RECFUNNEL_READ_KEY\" '{base}/v1/items/50/similar?n=5'\n"
+        f'  curl -H "X-API-Key: $RECFUNNEL_READ_KEY" '
+        f"'{base}/v1/users/196/friend-suggestions?n=5'\n"
         f'  curl -X POST -H "X-API-Key: $RECFUNNEL_WRITE_KEY" '
         "-H 'Content-Type: application/json' "
         f'-d \'{{"interactions": [{{"event_id": "demo-1", "user_id": "196", '

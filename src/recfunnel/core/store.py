@@ -222,6 +222,10 @@ class Store(ABC):
             name=name,
         )
 
+    def users_frame(self) -> pd.DataFrame:
+        """The users table with attributes spread into columns (``user_id`` first)."""
+        return _spread_attributes(self.to_arrow("users").to_pandas())
+
     def to_matrix(self, *, include_catalog: bool = True) -> InteractionMatrix:
         """The interaction log encoded for models (see ``InteractionMatrix.from_dataset``)."""
         from recfunnel.core.matrix import InteractionMatrix

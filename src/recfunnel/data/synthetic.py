@@ -565,62 +565,99 @@ class SyntheticGenerator:
 
     # ---- social graph -------------------------------------------------------------------
     def _draw_social(self, rng: np.random.Generator) -> pd.DataFrame:
-        n = self.n_users
-        n_pairs = round(n * self.avg_degree / 2)
-        n_closing = round(n_pairs * self.triadic_closure)
-        span = math.floor(self.end - self.start)
-
-        # Pareto weights (tail exponent degree_exponent) -> Chung-Lu expected degrees; capped
-        # at sqrt(total) where a hub would need more than one edge to some partners.
-        weight = (1.0 - rng.random(n)) ** (-1.0 / (self.degree_exponent - 1.0))
-        weight = np.minimum(weight, math.sqrt(weight.sum()))
-        self.degree_weight_ = weight
-
-        # Users sorted by community: each community is one run of the cumulative weights, so a
-        # within-community draw is an inverse-CDF draw restricted to that run.
-        by_comm = np.argsort(self.community_, kind="stable")
-        cum = np.cumsum(weight[by_comm])
-        cum0 = np.r_[0.0, cum]
-        sorted_comm = self.community_[by_comm]
-        comm_lo = cum0[np.searchsorted(sorted_comm, np.arange(self.n_communities), "left")]
-        comm_hi = cum0[np.searchsorted(sorted_comm, np.arange(self.n_communities), "right")]
-
-        def chung_lu(k: int) -> tuple[npt.NDArray[Any], ...]:
-            src = by_comm[_draw_cdf(rng, cum, np.zeros(k), np.full(k, cum[-1]))]
-            within = rng.random(k) < self.homophily
-            lo = np.where(within, comm_lo[self.community_[src]], 0.0)
-            hi = np.where(within, comm_hi[self.community_[src]], cum[-1])
-            dst = by_comm[_draw_cdf(rng, cum, lo, hi)]
-            return src, dst, self.start + np.floor(rng.random(k) * span)
-
-        bar = tqdm(total=n_pairs, unit="pair", desc="social graph", disable=not self.progress)
-        with bar:
-            empty = np.zeros(0, dtype=np.int64)
-            a, b, t = _top_up(chung_lu, (empty, empty, np.zeros(0)), n_pairs - n_closing, n)
-            bar.update(len(a))
-
-            # Triadic closure in two rounds: a random edge x - y and a random friend z of y
-            # close the wedge x - y - z; the second round may close wedges made by the first.
-            # A closing edge comes after both edges of its wedge.
-            for r in range(2):
-                target = len(a) + n_closing // 2 + (n_closing % 2 if r == 1 else 0)
-                if target == len(a) or len(a) == 0:
-                    continue
-                before = len(a)
-                a, b, t = _top_up(_wedge_closer(rng, a, b, t, n, self.end), (a, b, t), target, n)
-                bar.update(len(a) - before)
-
-        # Two directed rows per friendship, ordered by (src, dst).
-        indptr, friend, when = _friend_lists(a, b, t, n)
-        return pd.DataFrame(
-            {
-                "src_user_id": _take_strings(
-                    self._user_ids, np.repeat(np.arange(n), np.diff(indptr))
-                ),
-                "dst_user_id": _take_strings(self._user_ids, friend),
-                "timestamp": when,
-            }
+        edges, self.degree_weight_ = draw_social_graph(
+            rng,
+            self._user_ids,
+            self.community_,
+            n_communities=self.n_communities,
+            avg_degree=self.avg_degree,
+            degree_exponent=self.degree_exponent,
+            homophily=self.homophily,
+            triadic_closure=self.triadic_closure,
+            start=self.start,
+            end=self.end,
+            progress=self.progress,
         )
+        return edges
+
+
+def draw_social_graph(
+    rng: np.random.Generator,
+    user_ids: Sequence[str] | pa.Array,
+    community: npt.NDArray[np.int64],
+    *,
+    n_communities: int | None = None,
+    avg_degree: float = 10.0,
+    degree_exponent: float = 2.5,
+    homophily: float = 0.8,
+    triadic_closure: float = 0.3,
+    start: float = _DEFAULT_START,
+    end: float = _DEFAULT_START + 365 * _SECONDS_PER_DAY,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, npt.NDArray[np.float64]]:
+    """A Chung-Lu friendship graph over ``user_ids`` with power-law expected degrees
+    (tail exponent ``degree_exponent``), a share ``homophily`` of partners drawn within the
+    user's ``community`` (ints ``0..n_communities-1``), ``triadic_closure`` of the
+    friendships closing wedges (after both of their edges), uniform times in
+    ``[start, end)``. Returns two directed ``connect`` rows per friendship (``src_user_id``,
+    ``dst_user_id``, ``timestamp``) and the users' degree weights. :class:`SyntheticGenerator`
+    uses it with latent communities; it also gives data sets without a social graph (e.g.
+    MovieLens) a seeded *synthetic* one, homophilous on a real attribute."""
+    n = len(user_ids)
+    k_comm = int(community.max()) + 1 if n_communities is None else n_communities
+    n_pairs = round(n * avg_degree / 2)
+    n_closing = round(n_pairs * triadic_closure)
+    span = math.floor(end - start)
+
+    # Pareto weights (tail exponent degree_exponent) -> Chung-Lu expected degrees; capped
+    # at sqrt(total) where a hub would need more than one edge to some partners.
+    weight = (1.0 - rng.random(n)) ** (-1.0 / (degree_exponent - 1.0))
+    weight = np.minimum(weight, math.sqrt(weight.sum()))
+
+    # Users sorted by community: each community is one run of the cumulative weights, so a
+    # within-community draw is an inverse-CDF draw restricted to that run.
+    by_comm = np.argsort(community, kind="stable")
+    cum = np.cumsum(weight[by_comm])
+    cum0 = np.r_[0.0, cum]
+    sorted_comm = community[by_comm]
+    comm_lo = cum0[np.searchsorted(sorted_comm, np.arange(k_comm), "left")]
+    comm_hi = cum0[np.searchsorted(sorted_comm, np.arange(k_comm), "right")]
+
+    def chung_lu(k: int) -> tuple[npt.NDArray[Any], ...]:
+        src = by_comm[_draw_cdf(rng, cum, np.zeros(k), np.full(k, cum[-1]))]
+        within = rng.random(k) < homophily
+        lo = np.where(within, comm_lo[community[src]], 0.0)
+        hi = np.where(within, comm_hi[community[src]], cum[-1])
+        dst = by_comm[_draw_cdf(rng, cum, lo, hi)]
+        return src, dst, start + np.floor(rng.random(k) * span)
+
+    bar = tqdm(total=n_pairs, unit="pair", desc="social graph", disable=not progress)
+    with bar:
+        empty = np.zeros(0, dtype=np.int64)
+        a, b, t = _top_up(chung_lu, (empty, empty, np.zeros(0)), n_pairs - n_closing, n)
+        bar.update(len(a))
+
+        # Triadic closure in two rounds: a random edge x - y and a random friend z of y
+        # close the wedge x - y - z; the second round may close wedges made by the first.
+        # A closing edge comes after both edges of its wedge.
+        for r in range(2):
+            target = len(a) + n_closing // 2 + (n_closing % 2 if r == 1 else 0)
+            if target == len(a) or len(a) == 0:
+                continue
+            before = len(a)
+            a, b, t = _top_up(_wedge_closer(rng, a, b, t, n, end), (a, b, t), target, n)
+            bar.update(len(a) - before)
+
+    # Two directed rows per friendship, ordered by (src, dst).
+    indptr, friend, when = _friend_lists(a, b, t, n)
+    edges = pd.DataFrame(
+        {
+            "src_user_id": _take_strings(user_ids, np.repeat(np.arange(n), np.diff(indptr))),
+            "dst_user_id": _take_strings(user_ids, friend),
+            "timestamp": when,
+        }
+    )
+    return edges, weight
 
 
 # ---- helpers ------------------------------------------------------------------------------

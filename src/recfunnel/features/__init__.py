@@ -15,6 +15,7 @@ from recfunnel.features.normalizer import StreamingNormalizer
 from recfunnel.features.numeric import NumericColumns, RetrievalFeatures
 from recfunnel.features.pagerank import ItemPageRank, item_pagerank
 from recfunnel.features.pipeline import STEPS, FeaturePipeline
+from recfunnel.features.social import FriendEngagement
 
 __all__ = [
     "STEPS",
@@ -23,6 +24,7 @@ __all__ = [
     "FeatureCross",
     "FeaturePipeline",
     "FeatureStep",
+    "FriendEngagement",
     "HashedCategorical",
     "ItemPageRank",
     "MultiValued",

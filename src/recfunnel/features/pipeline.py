@@ -36,6 +36,7 @@ from recfunnel.features.hashing import HASH_NAME
 from recfunnel.features.normalizer import StreamingNormalizer
 from recfunnel.features.numeric import NumericColumns, RetrievalFeatures
 from recfunnel.features.pagerank import ItemPageRank
+from recfunnel.features.social import FriendEngagement
 
 ARTIFACT_FORMAT = "recfunnel.FeaturePipeline"
 ARTIFACT_VERSION = 1
@@ -52,6 +53,7 @@ STEPS: dict[str, type[FeatureStep]] = {
         ItemPageRank,
         NumericColumns,
         RetrievalFeatures,
+        FriendEngagement,
     )
 }
 

@@ -45,7 +45,7 @@ from recfunnel.core.errors import ArtifactError, ConfigError
 from recfunnel.core.friends import Candidates, FriendGenerator, FriendSide
 from recfunnel.core.graph import SocialGraph
 from recfunnel.core.matrix import InteractionMatrix
-from recfunnel.core.ranker import RankerFeatures
+from recfunnel.core.ranker import LabelledFeatures, RankerFeatures
 
 FUNNEL_FORMAT = "recfunnel.FriendFunnel"
 FUNNEL_VERSION = 1
@@ -131,13 +131,17 @@ class FriendFunnel(FriendGenerator):
     def _new_ranker(self) -> Any:
         from recfunnel.ranking.lightgbm_ranker import LightGBMRanker
 
+        # Small trees and large leaves: link labels are noisy (a few positives among hundreds
+        # of candidates), and deep trees memorise them (in-sample NDCG@10 0.47, out of sample
+        # below personalised PageRank alone). Rounds stop on held-out training users.
         params: dict[str, Any] = {
             "objective": "lambdarank",
-            "n_estimators": 200,
+            "n_estimators": 500,
             "learning_rate": 0.05,
-            "num_leaves": 31,
-            "min_child_samples": 20,
+            "num_leaves": 7,
+            "min_child_samples": 200,
             "categorical": False,
+            "early_stopping_rounds": 30,
             "seed": self.seed,
         }
         params.update(self.ranker_params or {})
@@ -166,7 +170,9 @@ class FriendFunnel(FriendGenerator):
         self._fit_side(early, side)
         self.sources_ = {}
         for name in quotas:
-            params = (self.source_params or {}).get(name, {})
+            params = dict((self.source_params or {}).get(name, {}))
+            if name == "community_popular" and self.community_column:
+                params.setdefault("column", self.community_column)
             self.sources_[name] = _make_source(name, params).fit(
                 early, user_features=side.user_features, interactions=side.interactions
             )
@@ -203,10 +209,32 @@ class FriendFunnel(FriendGenerator):
                 "graph is too small or too sparse for the ranker (raise label_fraction?)"
             )
         dense = np.concatenate(feats).astype(np.float32)
-        self.ranker_ = self._new_ranker().fit(
-            RankerFeatures(dense=dense, dense_names=self.feature_names_),
-            np.concatenate(labels),
-            groups=np.asarray(groups),
+        y = np.concatenate(labels)
+        sizes = np.asarray(groups)
+        ranker = self._new_ranker()
+        # A fifth of the training users (whole groups) for early stopping, when there are
+        # enough of them.
+        valid = None
+        fit_rows = np.arange(len(y))
+        fit_sizes = sizes
+        if getattr(ranker, "early_stopping_rounds", None) and len(sizes) >= 50:
+            held = rng.random(len(sizes)) < 0.2
+            owner = np.repeat(np.arange(len(sizes)), sizes)
+            v_rows = np.flatnonzero(held[owner])
+            fit_rows = np.flatnonzero(~held[owner])
+            fit_sizes = sizes[~held]
+            valid = LabelledFeatures(
+                RankerFeatures(dense=dense[v_rows], dense_names=self.feature_names_),
+                y[v_rows],
+                sizes[held],
+            )
+        elif getattr(ranker, "early_stopping_rounds", None):
+            ranker.set_params(early_stopping_rounds=None, n_estimators=150)
+        self.ranker_ = ranker.fit(
+            RankerFeatures(dense=dense[fit_rows], dense_names=self.feature_names_),
+            y[fit_rows],
+            groups=fit_sizes,
+            valid=valid,
         )
         self.training_rows_ = len(dense)
         self.training_groups_ = len(groups)

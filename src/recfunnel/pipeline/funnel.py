@@ -10,7 +10,8 @@ Composition only; every part comes from its stage's registry, named by a
    the whole catalogue (``score_<g>``, ``z_<g>``, ``rank_<g>``): the ranker's strongest
    features;
 2. **features** — a :class:`~recfunnel.features.FeaturePipeline` turns candidate rows into the
-   rankers' input (retrieval scores, popularity and activity counts, item PageRank, ...);
+   rankers' input (retrieval scores, popularity and activity counts, item PageRank, friend
+   engagement when a social graph is given, ...);
 3. **light** ranker (e.g. LightGBM LambdaMART) scores the candidates and keeps ``k2``;
 4. **heavy** ranker (e.g. DCN-v2) orders those and keeps ``k3``;
 5. **re-ranking** — filters, freshness, diversity and rules
@@ -48,12 +49,14 @@ from recfunnel.candidates import load_generator, make_generator
 from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.generator import CandidateGenerator, ScoredList
+from recfunnel.core.graph import SocialGraph
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.ranker import LabelledFeatures, Ranker
 from recfunnel.core.rerank import RerankContext, Reranker, Slate
 from recfunnel.evaluation.calibration import correct_downsampled
 from recfunnel.features.pipeline import STEPS, FeaturePipeline
+from recfunnel.features.social import FriendEngagement
 from recfunnel.pipeline.funnel_config import FunnelConfig, RankerStageConfig
 from recfunnel.pipeline.ranker_data import (
     RankerRows,
@@ -125,6 +128,7 @@ class Funnel:
         valid: InteractionMatrix | None = None,
         popular_in_context: Mapping[str, Sequence[str]] | None = None,
         log: Callable[[str], None] | None = None,
+        graph: SocialGraph | None = None,
     ) -> Self:
         """Train every stage on ``interactions`` (training data only; never pass test data).
 
@@ -133,13 +137,21 @@ class Funnel:
         fitted on all of ``interactions`` once and the rankers learn on exactly the candidates
         and features it will serve. ``popular_in_context`` maps a value of the request
         attribute ``fallback.context_key`` to its most popular item ids. ``log`` receives
-        progress lines.
+        progress lines. ``graph`` (the social graph) goes to every generator (social sources
+        such as ``friends_items`` use it) and to friend-engagement features
+        (``features.friend_engagement``); it is read at request time, so online friendships
+        count at once, and is not saved: after :meth:`load`, call :meth:`attach_graph`.
         """
         cfg = self.config
         say = log or (lambda _msg: None)
         if not cfg.retrieval:
             raise cfg.locate("retrieval.generators", "give at least one generator")
+        if cfg.friend_engagement and graph is None:
+            raise cfg.locate(
+                "features.friend_engagement", "needs the social graph: Funnel.fit(..., graph=)"
+            )
         started = time.perf_counter()
+        self.graph_ = graph
         self.users_ = interactions.users
         self.items_ = interactions.items
         self.popular_in_context_ = {
@@ -212,7 +224,7 @@ class Funnel:
                 gen = make_generator(g.model, **g.params)
             except ConfigError as exc:
                 raise self.config.locate(f"retrieval.generators[{i}]", str(exc)) from None
-            gens[g.name] = gen.fit(interactions)
+            gens[g.name] = gen.fit(interactions, graph=getattr(self, "graph_", None))
         self.generators_ = gens
         self.seen_ = interactions.to_csr(binary=True)
         self.now_ = _last_time(interactions) + 1.0
@@ -261,6 +273,18 @@ class Funnel:
                 steps.append((s.name, STEPS[s.kind](**s.params)))
             except TypeError as exc:
                 raise self.config.locate(f"features.steps[{i}].params", str(exc)) from None
+        if self.config.friend_engagement:
+            steps.append(("friends", FriendEngagement()))
+        graph = getattr(self, "graph_", None)
+        for i, (_, step) in enumerate(steps):
+            if isinstance(step, FriendEngagement):
+                if graph is None:
+                    key = "features.friend_engagement"
+                    raise self.config.locate(
+                        key if i >= len(self.config.features) else f"features.steps[{i}]",
+                        "needs the social graph: Funnel.fit(..., graph=)",
+                    )
+                step.attach_graph(graph)
         self.features_ = FeaturePipeline(steps).fit(rows.frame, events=_events(fit_part))
 
     def _refresh_history(self, interactions: InteractionMatrix) -> None:
@@ -307,6 +331,21 @@ class Funnel:
         assert self.features_ is not None
         s = ranker.predict(self.features_.transform(rows.frame).to_ranker_features())
         return rows.take(_top_per_request(rows.frame["request"].to_numpy(), s, keep))
+
+    def attach_graph(self, graph: SocialGraph) -> Self:
+        """Serve the social parts (``friends_items`` sources, friend-engagement features) from
+        ``graph``: needed after :meth:`load`, or to swap in a new graph object (one updated in
+        place with ``add_edges`` needs no call)."""
+        self._check_fitted()
+        self.graph_ = graph
+        parts: list[Any] = list(self.generators_.values())
+        if self.features_ is not None:
+            parts += [step for _, step in self.features_.steps]
+        for part in parts:
+            attach = getattr(part, "attach_graph", None)
+            if attach is not None:
+                attach(graph)
+        return self
 
     # ---- serving -----------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -623,6 +662,7 @@ class Funnel:
         funnel.generators_ = {
             name: load_generator(p / "generators" / Path(name).name) for name in expected
         }
+        funnel.graph_ = None  # data, not part of the artefact: see attach_graph
         parts = manifest.get("parts", {})
         funnel.features_ = FeaturePipeline.load(p / "features") if parts.get("features") else None
         funnel.light_ = load_ranker(p / "light") if parts.get("light") else None

@@ -110,6 +110,9 @@ class FunnelConfig:
     n: int = 10
     retrieval: tuple[GeneratorConfig, ...] = ()
     features: tuple[FeatureStepConfig, ...] = DEFAULT_FEATURES
+    #: Add the "friends" step (friend engagement with the candidate item; needs the social
+    #: graph: ``Funnel.fit(..., graph=...)``).
+    friend_engagement: bool = False
     light: RankerStageConfig | None = None
     heavy: RankerStageConfig | None = None
     rerank: tuple[RerankStepConfig, ...] = ()
@@ -127,7 +130,10 @@ class FunnelConfig:
         out: dict[str, Any] = {
             "funnel": {"n": self.n},
             "retrieval": {"generators": [asdict(g) for g in self.retrieval]},
-            "features": {"steps": [asdict(s) for s in self.features]},
+            "features": {
+                "steps": [asdict(s) for s in self.features],
+                "friend_engagement": self.friend_engagement,
+            },
             "rerank": {"steps": [asdict(s) for s in self.rerank]},
             "fallback": {k: v for k, v in asdict(self.fallback).items() if v is not None},
             "training": {k: v for k, v in asdict(self.training).items() if v is not None},
@@ -166,7 +172,8 @@ class FunnelConfig:
             ret.fail("generators", f"generator names must be unique; repeated: {dup} (set name=)")
 
         feats = root.table("features")
-        feats.only("steps")
+        feats.only("steps", "friend_engagement")
+        friend_engagement = feats.boolean("friend_engagement", False)
         steps = tuple(
             FeatureStepConfig(s.string("name"), s.string("kind"), s.params())
             for s in feats.tables("steps", required=False, check=("name", "kind", "params"))
@@ -231,6 +238,7 @@ class FunnelConfig:
             n=n,
             retrieval=tuple(generators),
             features=steps or DEFAULT_FEATURES,
+            friend_engagement=friend_engagement,
             light=stages["light"],
             heavy=stages["heavy"],
             rerank=rerank,

@@ -15,7 +15,6 @@ One lock orders writes and reads of the graph.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Iterable, Mapping
@@ -32,18 +31,6 @@ from recfunnel.core.graph import SocialGraph
 from recfunnel.core.store import Store
 
 log = logging.getLogger("recfunnel.service")
-
-
-def _users_frame(store: Store) -> pd.DataFrame:
-    rows = []
-    for batch in store.iter_batches("users"):
-        for user_id, attributes in zip(
-            batch.column("user_id").to_pylist(), batch.column("attributes").to_pylist(),
-            strict=True,
-        ):  # fmt: skip
-            attrs = json.loads(attributes) if attributes else {}
-            rows.append({"user_id": user_id, **attrs})
-    return pd.DataFrame(rows) if rows else pd.DataFrame({"user_id": pd.Series(dtype=str)})
 
 
 def _edges_frame(store: Store) -> pd.DataFrame:
@@ -76,7 +63,7 @@ class FriendService:
         use mutual-friends retrieval when ``None``)."""
         from recfunnel.candidates.friends import make_friend_generator
 
-        users = _users_frame(store)
+        users = store.users_frame()
         edges = _edges_frame(store)
         ids = pd.unique(
             pd.concat(
