@@ -102,8 +102,9 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         on_swap=lambda rec: _swapped(rec, metrics),
     )
     the_store.add_deletion_hook(lambda ids: _forget(ids, services))
-    services.models.reload()
+    # The live graph first: a content model with social sources attaches it when it loads.
     services.friends = FriendService.from_store(the_store, settings.friends_model_dir)
+    services.models.reload()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -148,7 +149,13 @@ def errors_body() -> Any:
 
 
 def _prepare(rec: Recommender, services: Services) -> None:
-    """Before a new version serves: forget deleted users, embed items added since training."""
+    """Before a new version serves: attach the live social graph (social sources such as
+    ``friends_items`` read it), forget deleted users, embed items added since training."""
+    for holder in (rec, getattr(rec, "generator", None), getattr(rec, "funnel", None)):
+        attach = getattr(holder, "attach_graph", None)
+        if attach is not None and services.friends is not None:
+            attach(services.friends.graph)
+            break
     if services.forgotten:
         rec.forget_users(services.forgotten)
     if not rec.accepts_new_items:
