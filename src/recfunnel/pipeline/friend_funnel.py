@@ -402,7 +402,7 @@ class FriendFunnel(FriendGenerator):
         ]
         self.community_ = np.concatenate([self.community_, np.full(extra, -1, np.int64)])
         self.engagement_ = sp.vstack(
-            [self.engagement_, sp.csr_matrix((extra, self.engagement_.shape[1]), np.float32)],
+            [self.engagement_, sp.csr_matrix((extra, self.engagement_.shape[1]), dtype=np.float32)],
             format="csr",
         )
 

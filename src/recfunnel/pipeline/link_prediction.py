@@ -174,7 +174,7 @@ def temporal_edge_split(
     src, dst, tt = src[is_new], dst[is_new], tt[is_new]
     order = np.lexsort((dst, tt, src))
     src, dst, tt = src[order], dst[order], tt[order]
-    bounds = np.flatnonzero(np.r_[True, src[1:] != src[:-1], True])
+    bounds = np.flatnonzero(np.r_[True, src[1:] != src[:-1], True]) if len(src) else []
     for lo, hi in itertools.pairwise(bounds):
         edges[int(src[lo])] = (dst[lo:hi], tt[lo:hi])
     return EdgeSplit(float(cutoff), train, test, new.astype(np.int64), edges)
