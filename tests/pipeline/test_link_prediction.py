@@ -40,7 +40,7 @@ def test_train_holds_only_the_past_and_test_only_the_future(graph: SocialGraph) 
     deg = split.train.degree()
     assert (deg[split.test.user] > 0).all() and (deg[split.test.item] > 0).all()
     # A quarter of the friendships (by the quantile, ties aside) lie at or after the cut-off.
-    a, _, t = graph.friendship_pairs()
+    _, _, t = graph.friendship_pairs()
     assert abs((t >= split.cutoff).mean() - 0.25) < 0.01
 
 
