@@ -10,6 +10,7 @@
 | community_popular  | most-connected users of the user's community   | user_features       |
 | profile_similarity | nearest profiles (one-hot + multi-valued)      | user_features       |
 | co_engagement      | users who engaged with the same items          | interactions        |
+| graphsage          | inductive GNN: profiles + sampled neighbours   | user_features       |
 
 The graph heuristics read the graph at request time (``graph.rows``), so online friendships
 count at once; the others learn their arrays at fit. The registry maps a name to
