@@ -105,7 +105,11 @@ def section_lp(args: argparse.Namespace, out: dict[str, Any]) -> None:
     data, graph, inter = synthetic(args.users, args.seed)
     print(f"synthetic social graph: {graph!r}")
     models = list(ALL_MODELS)
-    params: dict[str, dict[str, Any]] = {"friend_funnel": {"sources": FUNNEL_SOURCES}}
+    sage = {"categorical": ["age_group", "country", "community"]}
+    params: dict[str, dict[str, Any]] = {
+        "graphsage": sage,
+        "friend_funnel": {"sources": FUNNEL_SOURCES, "source_params": {"graphsage": sage}},
+    }
     if args.no_gnn:
         models.remove("graphsage")
         params["friend_funnel"]["sources"] = [s for s in FUNNEL_SOURCES if s[0] != "graphsage"]

@@ -238,7 +238,9 @@ def evaluate_link_prediction(
         if fit:
             gen.fit(split.train, user_features=user_features, interactions=interactions)
         seconds = time.perf_counter() - t0
-        result = protocol.evaluate(gen, ks=ks, metrics=metrics, progress=progress)
+        result = protocol.evaluate(
+            gen, ks=ks, metrics=metrics, progress=progress, curves_to=max(ks)
+        )
         report.models[name] = ModelEntry(result, seconds, gen.get_params())
         fitted[name] = gen
     return LinkPredictionRun(report, fitted)
