@@ -226,10 +226,8 @@ def section_aarhus(args: argparse.Namespace, out: dict[str, Any]) -> None:
     out["aarhus"] = {"facebook_ties_to_predict": len(a), "models": models}
 
 
-def section_scale(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    from recfunnel.pipeline.friend_funnel import FriendFunnel
-
-    t0 = time.perf_counter()
+def big_graph(args: argparse.Namespace) -> tuple[Any, SocialGraph]:
+    """The scale graph: ``--scale-users`` users, mean degree 20 (~20M directed rows)."""
     gen = SyntheticGenerator(
         n_users=args.scale_users,
         n_items=1000,
@@ -241,7 +239,14 @@ def section_scale(args: argparse.Namespace, out: dict[str, Any]) -> None:
         progress=True,
     )
     data = gen.generate()
-    graph = SocialGraph.from_edges(data.edges, users=data.users["user_id"].tolist())
+    return data, SocialGraph.from_edges(data.edges, users=data.users["user_id"].tolist())
+
+
+def section_scale(args: argparse.Namespace, out: dict[str, Any]) -> None:
+    from recfunnel.pipeline.friend_funnel import FriendFunnel
+
+    t0 = time.perf_counter()
+    data, graph = big_graph(args)
     gen_s = time.perf_counter() - t0
     print(f"\nscale: {graph!r} ({len(data.edges):,} directed rows) generated in {gen_s:.0f} s")
     sources = [["mutual_friends", 100], ["adamic_adar", 50], ["ppr", 50], ["community_popular", 20]]
@@ -296,21 +301,12 @@ def section_gnn(args: argparse.Namespace, out: dict[str, Any]) -> None:
     from recfunnel.candidates.friends import make_friend_generator
 
     t0 = time.perf_counter()
-    gen = SyntheticGenerator(
-        n_users=args.scale_users,
-        n_items=1000,
-        n_interactions=args.scale_users,
-        min_activity=0,
-        social=True,
-        avg_degree=20,
-        seed=args.seed,
-        progress=True,
-    )
-    data = gen.generate()
-    graph = SocialGraph.from_edges(data.edges, users=data.users["user_id"].tolist())
+    data, graph = big_graph(args)
     print(f"\ngnn: {graph!r} in {time.perf_counter() - t0:.0f} s")
     t0 = time.perf_counter()
-    model = make_friend_generator("graphsage", epochs=args.gnn_epochs)
+    model = make_friend_generator(
+        "graphsage", max_epochs=args.gnn_epochs, categorical=["age_group", "country", "community"]
+    )
     model.fit(graph, user_features=data.users)
     fit_s = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

@@ -83,3 +83,26 @@ def read_manifest_file(
             f"(this recfunnel reads version {version})"
         )
     return manifest
+
+
+def write_arrays(directory: Path, arrays: dict[str, Any]) -> dict[str, Any]:
+    """Write ``arrays`` to ``directory/arrays.npz``; returns the manifest entries that
+    describe and checksum them (``arrays``: dtype and shape by name, ``arrays_sha256``)."""
+    import numpy as np
+
+    np.savez(directory / "arrays.npz", **arrays)
+    return {
+        "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
+        "arrays_sha256": sha256_file(directory / "arrays.npz"),
+    }
+
+
+def read_arrays(directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The arrays written by :func:`write_arrays`, checksum checked, pickles refused."""
+    import numpy as np
+
+    npz = directory / "arrays.npz"
+    if sha256_file(npz) != manifest.get("arrays_sha256"):
+        raise ArtifactError(f"{npz}: checksum mismatch (file corrupt or edited)")
+    with np.load(npz, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}

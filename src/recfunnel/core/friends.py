@@ -25,7 +25,7 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
+from recfunnel.core.artifact import read_arrays, read_manifest_file, staged_directory, write_arrays
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
 from recfunnel.core.generator import ScoredList, SearchSpace
 from recfunnel.core.graph import SocialGraph
@@ -234,14 +234,12 @@ class FriendGenerator(Params, ABC):
         arrays = dict(self._state())
         target.parent.mkdir(parents=True, exist_ok=True)
         with staged_directory(target) as tmp:
-            np.savez(tmp / "arrays.npz", **arrays)  # type: ignore[arg-type]
             manifest = {
                 "format": ARTIFACT_FORMAT,
                 "format_version": ARTIFACT_VERSION,
                 "model": self.name,
                 "params": self.get_params(),
-                "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
-                "arrays_sha256": sha256_file(tmp / "arrays.npz"),
+                **write_arrays(tmp, arrays),
                 "graph_users": self.graph_.n_users,
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
@@ -255,11 +253,7 @@ class FriendGenerator(Params, ABC):
         if manifest.get("model") != cls.name:
             raise ArtifactError(f"{p}: a {manifest.get('model')!r} model, not {cls.name!r}")
         model = cls(**manifest.get("params", {}))
-        npz = p / "arrays.npz"
-        if sha256_file(npz) != manifest.get("arrays_sha256"):
-            raise ArtifactError(f"{npz}: checksum mismatch (file corrupt or edited)")
-        with np.load(npz, allow_pickle=False) as data:
-            model._set_state({k: data[k] for k in data.files})
+        model._set_state(read_arrays(p, manifest))
         return model.attach(graph)
 
 

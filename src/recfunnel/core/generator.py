@@ -22,8 +22,8 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
-from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
+from recfunnel.core.artifact import read_arrays, read_manifest_file, staged_directory, write_arrays
+from recfunnel.core.errors import ConfigError, NotFittedError
 from recfunnel.core.graph import SocialGraph
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
@@ -195,14 +195,12 @@ class CandidateGenerator(Params, ABC):
         arrays["seen_indices"] = self.seen_.indices
         target.parent.mkdir(parents=True, exist_ok=True)
         with staged_directory(target) as tmp:
-            np.savez(tmp / "arrays.npz", **arrays)  # type: ignore[arg-type]
             manifest = {
                 "format": ARTIFACT_FORMAT,
                 "format_version": ARTIFACT_VERSION,
                 "model": self.name,
                 "params": self.get_params(),
-                "arrays": {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()},
-                "arrays_sha256": sha256_file(tmp / "arrays.npz"),
+                **write_arrays(tmp, arrays),
                 "users": self.users_.to_manifest(),
                 "items": self.items_.to_manifest(),
             }
@@ -212,11 +210,7 @@ class CandidateGenerator(Params, ABC):
     @classmethod
     def _from_artifact(cls, path: Path, manifest: dict[str, Any]) -> Self:
         model = cls(**manifest.get("params", {}))
-        npz = path / "arrays.npz"
-        if sha256_file(npz) != manifest.get("arrays_sha256"):
-            raise ArtifactError(f"{npz}: checksum mismatch (file corrupt or edited)")
-        with np.load(npz, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+        arrays = read_arrays(path, manifest)
         model.users_ = IdIndex.from_manifest(manifest["users"], source=str(path))
         model.items_ = IdIndex.from_manifest(manifest["items"], source=str(path))
         indptr = arrays.pop("seen_indptr")
