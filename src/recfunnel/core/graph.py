@@ -94,6 +94,8 @@ class SocialGraph:
             self._link(self._blocks, a, b)
             self._link(self._blocked_by, b, a)
         self._adjacency: sp.csr_matrix | None = None
+        self._base_latest: float | None = None
+        self._overlay_latest = float("nan")
         self.version = 0
 
     # ---- construction ---------------------------------------------------------------------
@@ -300,6 +302,8 @@ class SocialGraph:
         return bool(pos < hi and self._base.indices[pos] == b)
 
     def _befriend(self, a: int, b: int, when: float) -> None:
+        if np.isfinite(when) and not when <= self._overlay_latest:
+            self._overlay_latest = float(when)
         for x, y in ((a, b), (b, a)):
             self._unlink(self._requests, x, y)
             self._unlink(self._requested_by, x, y)
@@ -437,6 +441,45 @@ class SocialGraph:
             lil.rows[r] = sorted(cols)
             lil.data[r] = [1.0] * len(cols)
         return lil.tocsr()
+
+    def since_rows(self, users: npt.ArrayLike) -> sp.csr_matrix:
+        """:meth:`rows` with each friendship's time as the value (NaN when unknown); the
+        sparsity pattern is that of :meth:`rows` (explicit entries are kept)."""
+        idx = np.asarray(users, dtype=np.int64)
+        pattern = self.rows(idx)
+        out = np.full(pattern.nnz, np.nan)
+        base_ip, base_ix = self._base.indptr, self._base.indices
+        ip = pattern.indptr
+        for r, u in enumerate(idx.tolist()):
+            lo, hi = ip[r], ip[r + 1]
+            if hi == lo:
+                continue
+            cols = pattern.indices[lo:hi]
+            if u < self._n0:
+                b_lo, b_hi = base_ip[u], base_ip[u + 1]
+                pos = np.searchsorted(base_ix[b_lo:b_hi], cols)
+                pos = np.minimum(pos, max(b_hi - b_lo - 1, 0))
+                hit = (
+                    (b_hi > b_lo) & (base_ix[b_lo:b_hi][pos] == cols)
+                    if b_hi > b_lo
+                    else (np.zeros(len(cols), bool))
+                )
+                out[lo:hi][hit] = self._since[b_lo + pos[hit]]
+            extra = self._added.get(u)
+            if extra:
+                for k, c in enumerate(cols.tolist()):
+                    if c in extra:
+                        out[lo + k] = extra[c]
+        return sp.csr_matrix((out, pattern.indices, pattern.indptr), shape=pattern.shape)
+
+    def latest_time(self) -> float:
+        """The time of the most recent friendship (NaN when none has a time); cheap: the
+        base's is computed once, the overlay's kept as friendships arrive."""
+        if self._base_latest is None:
+            finite = self._since[np.isfinite(self._since)]
+            self._base_latest = float(finite.max()) if len(finite) else float("nan")
+        known = [t for t in (self._base_latest, self._overlay_latest) if np.isfinite(t)]
+        return max(known) if known else float("nan")
 
     def neighbors(self, user: int) -> npt.NDArray[np.int64]:
         """Friends of one user (sorted rows)."""

@@ -261,8 +261,10 @@ class FriendFunnel(FriendGenerator):
 
     # ---- side information aligned with graph rows -----------------------------------------
     def _fit_side(self, graph: SocialGraph, side: FriendSide) -> None:
-        """Profile and engagement arrays aligned with the graph's rows."""
+        """Profile and engagement arrays aligned with the graph's rows; the graph's clock."""
         n = graph.n_users
+        latest = graph.latest_time()
+        self.now_ = latest if np.isfinite(latest) else 0.0
         ids = graph.user_ids().astype(str)
         uf = side.user_features
         self.profile_kinds_: dict[str, str] = {}
@@ -315,6 +317,9 @@ class FriendFunnel(FriendGenerator):
             "mutual_friends",
             "adamic_adar",
             "jaccard",
+            "newest_mutual_age",
+            "user_last_friend_age",
+            "candidate_last_friend_age",
             "user_degree",
             "candidate_degree",
             "candidate_reciprocity",
@@ -446,20 +451,20 @@ class FriendFunnel(FriendGenerator):
         col = 2 * n_src
         F[:, col] = np.isfinite(F[:, :n_src]).sum(axis=1)
         if m:
-            F[:, col + 1 : col + 4] = self._proximity(users, owner, cand_idx)
+            F[:, col + 1 : col + 7] = self._proximity(users, owner, cand_idx)
             deg_u = graph.degree(users)[owner]
             deg_v = graph.degree(cand_idx)
             _, got = graph.request_counts(cand_idx)
-            F[:, col + 4] = np.log1p(deg_u)
-            F[:, col + 5] = np.log1p(deg_v)
-            F[:, col + 6] = (deg_v + 1.0) / (deg_v + got + 2.0)
-            F[:, col + 7] = self._embedding_similarity(u, cand_idx)
+            F[:, col + 7] = np.log1p(deg_u)
+            F[:, col + 8] = np.log1p(deg_v)
+            F[:, col + 9] = (deg_v + 1.0) / (deg_v + got + 2.0)
+            F[:, col + 10] = self._embedding_similarity(u, cand_idx)
             cu, cv = self.community_[u], self.community_[cand_idx]
-            F[:, col + 8] = np.where((cu >= 0) & (cv >= 0), (cu == cv), np.nan)
-            F[:, col + 9] = np.asarray(
+            F[:, col + 11] = np.where((cu >= 0) & (cv >= 0), (cu == cv), np.nan)
+            F[:, col + 12] = np.asarray(
                 self.engagement_[u].multiply(self.engagement_[cand_idx]).sum(axis=1)
             ).ravel()
-            c = col + 10
+            c = col + 13
             for j in range(self.profile_codes_.shape[1]):
                 a, b = self.profile_codes_[u, j], self.profile_codes_[cand_idx, j]
                 F[:, c] = np.where((a >= 0) & (b >= 0), a == b, np.nan)
@@ -482,7 +487,8 @@ class FriendFunnel(FriendGenerator):
         owner: npt.NDArray[np.int64],
         cand: npt.NDArray[np.int64],
     ) -> npt.NDArray[np.float32]:
-        """Mutual friends, Adamic-Adar and Jaccard of every (user, candidate) pair."""
+        """Mutual friends, Adamic-Adar, Jaccard, the age of the newest wedge through a
+        mutual friend, and how long ago each side last made a friend, per pair."""
         graph = self.graph_
         ru = graph.rows(users)
         uniq, inv = np.unique(cand, return_inverse=True)
@@ -498,7 +504,23 @@ class FriendFunnel(FriendGenerator):
         dv = graph.degree(cand).astype(np.float64)
         union = du + dv - mutual
         jac = np.where(union > 0, mutual / np.maximum(union, 1.0), 0.0)
-        return np.stack([mutual, aa, jac], axis=1).astype(np.float32)
+        # Recency: how long ago the newest wedge u - z - v formed (the later of its two
+        # friendships), and how long ago each side last made a friend. Times are shifted to
+        # be positive so that sparse products keep every entry; unknown times count as old.
+        latest = graph.latest_time()
+        now = latest if np.isfinite(latest) else self.now_
+        tu, tv = graph.since_rows(users), graph.since_rows(uniq)
+        t0 = float(np.nanmin(np.r_[tu.data, tv.data, now]))
+        for m in (tu, tv):
+            m.data = np.nan_to_num(m.data - t0 + 1.0, nan=0.5)
+        wedge = tu[owner].maximum(tv[inv]).multiply(both).tocsr()
+        newest = np.asarray(wedge.max(axis=1).todense()).ravel()
+        wedge_age = np.where(newest > 0, now - (newest + t0 - 1.0), np.nan)
+        last_u = np.asarray(tu.max(axis=1).todense()).ravel()[owner]
+        last_v = np.asarray(tv.max(axis=1).todense()).ravel()[inv]
+        age_u = np.where(last_u >= 1.0, now - (last_u + t0 - 1.0), np.nan)
+        age_v = np.where(last_v >= 1.0, now - (last_v + t0 - 1.0), np.nan)
+        return np.stack([mutual, aa, jac, wedge_age, age_u, age_v], axis=1).astype(np.float32)
 
     def _embedding_similarity(
         self, u: npt.NDArray[np.int64], v: npt.NDArray[np.int64]
