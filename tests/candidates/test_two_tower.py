@@ -12,8 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recfunnel.candidates._tower_features import FeatureEncoder, infer_kinds, stable_hash
-from recfunnel.candidates.two_tower import TwoTower, in_batch_softmax_loss
+from recfunnel.candidates._tower_features import FeatureEncoder, align, infer_kinds, stable_hash
+from recfunnel.candidates.two_tower import (
+    _PRIOR_GRID,
+    _SMOOTHING_GRID,
+    TwoTower,
+    _PriorRows,
+    in_batch_softmax_loss,
+)
 from recfunnel.core.errors import ConfigError, UnknownIdError
 from recfunnel.core.generator import read_manifest
 from recfunnel.core.matrix import InteractionMatrix
@@ -278,3 +284,131 @@ def _copy(model: TwoTower) -> TwoTower:
     clone.users_, clone.items_, clone.seen_ = model.users_, model.items_, model.seen_
     clone._set_state({k: v.copy() for k, v in model._state().items()})
     return clone
+
+
+# ---- the segment prior --------------------------------------------------------------------------
+def gender_data():
+    """Item j is taken by 2 (8 - j) women and j + 1 men: women's popularity order is i0, i1, ...,
+    men's the reverse, everyone's (17 - j) that of women. No other signal."""
+    u, i = [], []
+    for j in range(8):
+        u += [f"f{k}" for k in range(2 * (8 - j))] + [f"m{k}" for k in range(j + 1)]
+        i += [f"i{j}"] * (2 * (8 - j) + j + 1)
+    data = InteractionMatrix.from_arrays(u, i)
+    ids = data.users.ids.tolist()
+    users = pd.DataFrame({"user_id": ids, "gender": [s[0].upper() for s in ids]})
+    return data, users
+
+
+def test_segment_prior_known_answers(tmp_path) -> None:
+    data, users = gender_data()
+    params = {"dim": 8, "hidden": 0, "min_steps": 30, "popularity_prior": (1e4, 0.0)}
+    model = TwoTower(**params, segment_prior=["gender"], segment_smoothing=0.01).fit(
+        data, user_features=users
+    )
+    assert model.segment_columns_.tolist() == ["gender"] and len(model.segment_keys_) == 2
+    # Item vectors end in [log q, log p_s for each segment]: by hand, from the counts.
+    counts = {"F": np.array([2 * (8 - j) for j in range(8)]), "M": np.arange(1, 9)}
+    n = len(data)
+    q = (counts["F"] + counts["M"]) / n
+    alpha = 0.01 * n
+    order = model.items_.encode([f"i{j}" for j in range(8)])
+    prior = model.item_vectors()[order, -3:]
+    np.testing.assert_allclose(prior[:, 0], np.log(q), rtol=1e-6)
+    for slot, key in enumerate(model.segment_keys_.tolist(), start=1):
+        c = counts[key]
+        np.testing.assert_allclose(prior[:, slot], np.log((c + alpha * q) / (c.sum() + alpha)))
+    # New users with no history follow their segment's popularity; an unknown gender gets
+    # everyone's (here that of women, the larger group).
+    new = pd.DataFrame({"gender": ["F", "M", None]})
+    recs = model.recommend_new_users(new, n=8, history=[[], [], []])
+    assert recs[0].ids == tuple(f"i{j}" for j in range(8))
+    assert recs[1].ids == tuple(f"i{j}" for j in reversed(range(8)))
+    assert recs[2].ids == recs[0].ids
+    vecs = model.user_vectors_from_features(new, history=[[], [], []])
+    slots = {k: s for s, k in enumerate(model.segment_keys_.tolist(), start=1)}
+    for row, slot in ((0, slots["F"]), (1, slots["M"]), (2, 0)):
+        expected = np.zeros(3)
+        expected[slot] = 0.05 * 1e4  # temperature * cold weight, in the segment's slot only
+        np.testing.assert_allclose(vecs[row, -3:], expected, rtol=1e-6)
+    # Known users keep their segment too (short weight 0: the component is 0 for them).
+    assert np.all(model.user_vectors(np.arange(3))[:, -3:] == 0)
+    # Added items sit at the bottom of every segment (no interactions: the floor of each slot).
+    model.add_items(pd.DataFrame({"item_id": ["new"]}))
+    assert model.recommend_new_users(new.iloc[[1]], n=9, history=[[]])[0].ids[-1] == "new"
+    # Persisted: identical vectors and rankings after loading.
+    loaded = TwoTower._from_artifact(model.save(tmp_path / "seg"), read_manifest(tmp_path / "seg"))
+    np.testing.assert_array_equal(
+        loaded.user_vectors_from_features(new), model.user_vectors_from_features(new)
+    )
+    assert loaded.recommend_new_users(new, n=9) == model.recommend_new_users(new, n=9)
+    # Without segments (None, or "auto" with no validation data) the prior is global: one slot.
+    for seg in (None, "auto"):
+        plain = TwoTower(**params, segment_prior=seg).fit(data, user_features=users)
+        assert plain.segment_keys_.size == 0
+        assert plain.recommend_new_users(new.iloc[[1]], n=8)[0].ids == recs[0].ids
+    for bad in ({"segment_prior": "gender"}, {"segment_smoothing": 0.0}, {"max_segments": 0}):
+        with pytest.raises(ConfigError):
+            TwoTower(**params, **bad).fit(data, user_features=users)
+    with pytest.raises(ConfigError, match="not in user_features"):
+        TwoTower(**params, segment_prior=["age"]).fit(data, user_features=users)
+
+
+def test_segment_prior_selected_on_validation_users_only() -> None:
+    # Taste (A / B) decides everything, a random "noise" attribute nothing.
+    data, users, items = taste_data(n_users=60, per_user=6, seed=2)
+    users = users.assign(noise=np.random.default_rng(0).choice(list("XYZ"), len(users)))
+    mask = np.random.default_rng(1).random(len(data)) < 0.3
+    train, valid = data.subset(~mask), data.subset(mask)
+    # A dominant fixed cold weight: the attributes are chosen for their segments' popularity.
+    params = {"min_steps": 10, "epochs": 2, "batch_size": 64, "popularity_prior": (1e4, 1.0)}
+    model = TwoTower(**params).fit(train, valid=valid, user_features=users, item_features=items)
+    assert model.segment_columns_.tolist() == ["taste"]
+    # Segment popularity counts training pairs only (the validation items do not leak in):
+    # p_s(i) = (c_s(i) + alpha q_i) / (n_s + alpha), alpha one of the grid's shares of the pairs.
+    pairs = pd.DataFrame({"u": train.user, "i": train.item}).drop_duplicates()
+    taste = users.set_index("user_id").loc[train.users.ids[pairs["u"]], "taste"].to_numpy()
+    n_items, n = len(model.items_), len(pairs)
+    q = np.maximum(np.bincount(pairs["i"], minlength=n_items), 1) / n
+    for slot, key in enumerate(model.segment_keys_.tolist(), start=1):
+        c = np.bincount(pairs["i"][taste == key], minlength=n_items)
+        got = model.item_vectors_[:, -3 + slot]
+        assert any(
+            np.allclose(got, np.log((c + a * n * q) / (c.sum() + a * n)), rtol=1e-5)
+            for a in _SMOOTHING_GRID
+        )
+    # Held-out users never reach fit: rows of theirs in the attribute table change nothing.
+    extra = pd.DataFrame(
+        {"user_id": [f"held{k}" for k in range(30)], "taste": "A", "age": 30.0, "noise": "Q"}
+    )
+    again = TwoTower(**params).fit(
+        train, valid=valid, user_features=pd.concat([extra, users]), item_features=items
+    )
+    assert again.segment_keys_.tolist() == model.segment_keys_.tolist()
+    assert again.prior_.tolist() == model.prior_.tolist()
+    np.testing.assert_array_equal(again.item_vectors_, model.item_vectors_)
+    np.testing.assert_array_equal(again.user_vectors_, model.user_vectors_)
+
+
+def test_cold_weight_is_chosen_on_new_validation_users() -> None:
+    # Users u0..u9 are new validation users (every interaction of theirs in valid, none in
+    # training); the others keep most of theirs in training and a few in valid.
+    data, users, items = taste_data(n_users=40, per_user=6, seed=3)
+    new = np.isin(data.user, np.arange(10))
+    rng = np.random.default_rng(0)
+    to_valid = new | (rng.random(len(data)) < 0.3)
+    train, valid = data.subset(~to_valid), data.subset(to_valid)
+    model = TwoTower(min_steps=10, epochs=2, batch_size=64).fit(
+        train, valid=valid, user_features=users, item_features=items
+    )
+    u_tok, u_num = model.user_encoder_.encode(align(users, "user_id", model.users_.ids.tolist()))
+    rows = _PriorRows(model, valid.to_csr(), u_tok, u_num)
+    ids = model.users_.ids
+    assert sorted(ids[rows.cold_users].tolist()) == sorted(f"u{k}" for k in range(10))
+    returning = np.unique(valid.user[~new[to_valid]])  # validation users with training items
+    assert rows.short_users.tolist() == returning.tolist()
+    assert not set(ids[returning].tolist()) & {f"u{k}" for k in range(10)}
+    # Without new validation users, every validation user is a cold one too (the fallback).
+    rows = _PriorRows(model, valid.subset(~new[to_valid]).to_csr(), u_tok, u_num)
+    assert rows.cold_users.tolist() == rows.short_users.tolist() == returning.tolist()
+    assert model.prior_.tolist()[0] in _PRIOR_GRID and model.prior_.tolist()[1] in _PRIOR_GRID

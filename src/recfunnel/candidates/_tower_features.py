@@ -20,17 +20,23 @@ prefix         short high-cardinality strings (zip codes): tokens for the first 
 skip           ignored. Inferred for long, nearly unique strings (titles): as categories they
                would be a second id, useless for new rows.
 =============  =================================================================================
+
+:class:`SegmentPopularity` is the one statistic of interactions here: item popularity within
+*segments* of users, the rows of the user table sharing the values of a few attributes (gender x
+age group in MovieLens), what a user with nothing but attributes most likely takes.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
 
@@ -267,3 +273,127 @@ def align(table: pd.DataFrame | None, key: str, ids: Sequence[str]) -> pd.DataFr
     frame[key] = frame[key].astype(str)
     frame = frame.drop_duplicates(key, keep="last").set_index(key)
     return frame.reindex(pd.Index([str(i) for i in ids], name=key)).reset_index()
+
+
+#: Joins the values of a segment key, and stands for a missing value in it (no printable text
+#: can collide with them, and neither is a NUL, which NumPy strings drop).
+_KEY_SEP, _KEY_MISSING = "\x1f", "\x1e"
+
+
+def segment_keys(table: pd.DataFrame, columns: Sequence[str]) -> npt.NDArray[np.str_]:
+    """One key per row of ``table``: its values of ``columns`` in canonical form (``25`` ==
+    ``25.0`` == ``"25"``; missing values and absent columns alike), joined. Rows with equal keys
+    are one segment.
+
+    >>> cols = ["gender", "age"]
+    >>> keys = segment_keys(pd.DataFrame({"gender": ["F", "M", None], "age": [25.0, 25, 18]}), cols)
+    >>> keys[0] == segment_keys(pd.DataFrame({"age": ["25"], "gender": ["F"]}), cols)[0]
+    True
+    >>> len(set(keys.tolist())), keys[2] == segment_keys(pd.DataFrame({"age": [18]}), cols)[0]
+    (3, True)
+    """
+    n = len(table)
+    parts = []
+    for col in columns:
+        values = table[col].tolist() if col in table.columns else [None] * n
+        parts.append([_KEY_MISSING if _is_missing(v) else _canonical(v) for v in values])
+    joined = [_KEY_SEP.join(row) for row in zip(*parts, strict=True)] if parts else [""] * n
+    return np.array(joined, dtype=str)
+
+
+@dataclass(frozen=True)
+class SegmentPopularity:
+    """Item popularity within segments of users, smoothed towards the global popularity.
+
+    Segments are the distinct :func:`segment_keys` of the training users on ``columns``;
+    segment 0 is "everyone" (users whose key is unknown land there), segment s >= 1 is
+    ``keys[s - 1]``. With c_s(i) the segment's interactions with item i, n_s all of the
+    segment's, q_i the item's share of all N interactions (one interaction's share for items
+    without any, as the logQ of training) and alpha = ``smoothing`` * N:
+
+        p_0(i) = q_i,    p_s(i) = (c_s(i) + alpha q_i) / (n_s + alpha)
+
+    additive smoothing with a Dirichlet prior of strength alpha centred on global popularity
+    (empirical Bayes: a small segment keeps little of its own counts). ``smoothing`` is a share
+    of N so that one value suits data sets of any size.
+
+    >>> seen = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1]], dtype=np.float32))
+    >>> users = pd.DataFrame({"g": ["F", "F", "M"]})
+    >>> seg = SegmentPopularity.fit(users, ["g"], seen, smoothing=0.25)
+    >>> seg.codes.tolist(), np.exp(seg.log_prior()).round(3).tolist()
+    ([1, 1, 2], [[0.5, 0.625, 0.25], [0.25, 0.312, 0.125], [0.25, 0.062, 0.625]])
+    """
+
+    columns: tuple[str, ...]
+    #: The key of segment s + 1 at position s.
+    keys: npt.NDArray[np.str_]
+    #: The segment of each training user (rows of ``seen``).
+    codes: npt.NDArray[np.int64]
+    #: ``(S + 1) x n_items`` interaction counts per segment (row 0, everyone's, is left empty).
+    counts: sp.csr_matrix
+    item_counts: npt.NDArray[np.float64]
+    smoothing: float
+
+    @classmethod
+    def fit(
+        cls, users: pd.DataFrame, columns: Sequence[str], seen: sp.csr_matrix, smoothing: float
+    ) -> SegmentPopularity:
+        """``users``: the attribute rows of the users of ``seen`` (users x items, binary), in
+        order."""
+        keys = segment_keys(users, columns)
+        codes, uniques = pd.factorize(pd.Series(keys, dtype=object))
+        codes = codes.astype(np.int64) + 1
+        n = len(uniques) + 1
+        member = sp.csr_matrix(
+            (np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(n, len(codes))
+        )
+        counts = (member @ seen.astype(np.float64)).tocsr()  # row 0: no user has code 0
+        item_counts = np.asarray(seen.sum(axis=0), dtype=np.float64).ravel()
+        return cls(
+            tuple(columns), np.asarray(uniques, dtype=str), codes, counts, item_counts, smoothing
+        )
+
+    @property
+    def n_segments(self) -> int:
+        """S + 1: the segments, "everyone" included."""
+        return len(self.keys) + 1
+
+    def _q(self) -> npt.NDArray[np.float64]:
+        total = max(self.item_counts.sum(), 1.0)
+        out: npt.NDArray[np.float64] = np.maximum(self.item_counts, 1.0) / total
+        return out
+
+    def _alpha(self) -> float:
+        return float(self.smoothing * max(self.item_counts.sum(), 1.0))
+
+    def log_prior(self) -> npt.NDArray[np.float64]:
+        """``n_items x (S + 1)``: log p_s(i) of every item in every segment."""
+        q, alpha = self._q(), self._alpha()
+        n_s = np.asarray(self.counts.sum(axis=1), dtype=np.float64).ravel()
+        p = (self.counts.toarray() + alpha * q[None, :]) / (n_s + alpha)[:, None]
+        p[0] = q
+        out: npt.NDArray[np.float64] = np.log(p).T
+        return out
+
+    def floor(self) -> npt.NDArray[np.float64]:
+        """``S + 1``: log p_s of an item without any interaction (an item added later)."""
+        q0 = 1.0 / max(self.item_counts.sum(), 1.0)
+        n_s = np.asarray(self.counts.sum(axis=1), dtype=np.float64).ravel()
+        out: npt.NDArray[np.float64] = np.log(self._alpha() * q0 / (n_s + self._alpha()))
+        out[0] = np.log(q0)
+        return out
+
+    def loo_log_prior(
+        self, users: npt.NDArray[np.int64], seen: sp.csr_matrix
+    ) -> npt.NDArray[np.float64]:
+        """``len(users) x n_items``: log p of each training user's own segment with the user's
+        own interactions (rows of ``seen``) left out, the prior they would have as a new user.
+        Evaluated on the users it was counted from, the prior would recall their items."""
+        q, alpha = self._q(), self._alpha()
+        codes = self.codes[users]
+        own = seen[users].toarray().astype(np.float64)
+        counts = self.counts[codes].toarray() - own
+        n_s = counts.sum(axis=1, keepdims=True)
+        out: npt.NDArray[np.float64] = np.log((counts + alpha * q) / (n_s + alpha))
+        out[codes == 0] = np.log(q)
+        return out

@@ -24,7 +24,13 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from recfunnel.candidates._tower_features import FeatureEncoder, align, stable_hash
+from recfunnel.candidates._tower_features import (
+    FeatureEncoder,
+    SegmentPopularity,
+    align,
+    segment_keys,
+    stable_hash,
+)
 from recfunnel.core.errors import ConfigError, NotFittedError, UnknownIdError
 from recfunnel.core.generator import CandidateGenerator, ScoredList, SearchSpace, SideInfo
 from recfunnel.core.matrix import InteractionMatrix
@@ -81,13 +87,35 @@ class TwoTower(CandidateGenerator):
     w(0) = ``prior_[0]`` and w(n) = ``prior_[1]`` * (1 - log1p(min(n, max_history)) /
     log1p(max_history)) otherwise (0 from ``max_history`` items on: well-known users keep the
     trained scores). ``"auto"`` selects both weights on ``valid`` (for the epoch kept), each
-    from a small grid by NDCG@``eval_k``: ``prior_[0]`` with the validation users' histories
-    hidden (features only; all their items are the targets), ``prior_[1]`` with their
-    training items as the history (without ``valid``: 0, the trained scores). A number sets
+    from a small grid by NDCG@``eval_k``: ``prior_[0]`` on users from their features alone
+    (all their items the targets), ``prior_[1]`` on users with their training items as the
+    history (without ``valid``: 0, the trained scores). Users of ``valid`` without training
+    interactions are *new* validation users, and the cold weight is chosen on them alone when
+    there are any: the tower was trained on the others' attributes with their items, which
+    flatters it (else the histories of all validation users are hidden). A number sets
     both weights, a pair ``(cold, short)`` each; 0 turns the prior off (no extra vector
     component). Vectors get one more component: ``temperature * w(n_u)`` for users and
     log q_i for items (the floor, one interaction's share, for items without training
     interactions, added ones included), so serving stays one inner product.
+
+    **Segment prior** (``segment_prior``). What users of the same gender and age group take is
+    a better guess for a new user than what everyone takes: the prior's log q_i becomes
+    log p_s(i), the popularity of item i within the user's *segment* s (the training users
+    sharing their values of a few categorical attributes), smoothed towards global popularity
+    with a pseudo-count of ``segment_smoothing`` times the number of training pairs
+    (:class:`~recfunnel.candidates._tower_features.SegmentPopularity`); users of a segment
+    unseen in training, or when there are none, keep log q_i. ``"auto"`` selects the
+    attributes on ``valid`` after training, by greedy forward selection over the categorical
+    user attributes (at most ``max_segments`` segments): an attribute joins while the best
+    NDCG@``eval_k`` of the validation users with no history (features only, as above; the
+    segment popularity of each counted without their own items) improves, each trial with its
+    best smoothing of a small grid (``segment_smoothing="auto"``) and its best cold weight;
+    both weights are then selected again for the segments chosen. A list of columns fixes the
+    attributes, None turns segments off; without ``valid``, ``"auto"`` means none (and
+    ``segment_smoothing="auto"`` 0.01). Both users with no history and users with a short one
+    get their segment's prior. Vectors carry one prior component per segment and one for
+    everyone: ``temperature * w(n_u)`` in the user's segment's slot, zeros elsewhere, and
+    log p_s(i) in slot s of every item.
 
     **Cold start**: :meth:`user_vectors_from_features`, :meth:`item_vectors_from_features`,
     :meth:`recommend_new_users`, :meth:`add_items` (new items join an extra catalogue; the
@@ -135,6 +163,9 @@ class TwoTower(CandidateGenerator):
         patience: int = 4,
         eval_k: int = 10,
         popularity_prior: float | str | Sequence[float] = "auto",
+        segment_prior: str | Sequence[str] | None = "auto",
+        segment_smoothing: float | str = "auto",
+        max_segments: int = 64,
         seed: int = 0,
         n_threads: int = 1,
         verbose: bool = False,
@@ -163,6 +194,9 @@ class TwoTower(CandidateGenerator):
         self.patience = patience
         self.eval_k = eval_k
         self.popularity_prior = popularity_prior
+        self.segment_prior = segment_prior
+        self.segment_smoothing = segment_smoothing
+        self.max_segments = max_segments
         self.seed = seed
         self.n_threads = n_threads
         self.verbose = verbose
@@ -170,7 +204,7 @@ class TwoTower(CandidateGenerator):
     # ---- validation -----------------------------------------------------------------------
     def _check_params(self) -> None:
         positive = ("dim", "max_history", "id_buckets", "feature_buckets", "batch_size")
-        for p in (*positive, "epochs", "eval_k", "n_threads"):
+        for p in (*positive, "max_segments", "epochs", "eval_k", "n_threads"):
             if int(getattr(self, p)) <= 0:
                 raise ConfigError(f"TwoTower.{p} must be positive, got {getattr(self, p)}")
         if self.hidden < 0 or self.min_steps < 0 or self.patience < 0:
@@ -193,6 +227,19 @@ class TwoTower(CandidateGenerator):
         if not 0.0 <= self.short_history <= 1.0:
             raise ConfigError(f"TwoTower.short_history must be in [0, 1], got {self.short_history}")
         self._prior_weights()
+        seg = self.segment_prior
+        if (isinstance(seg, str) and seg != "auto") or (
+            seg is not None
+            and not isinstance(seg, str)
+            and not all(isinstance(c, str) for c in seg)
+        ):
+            raise ConfigError(
+                f"TwoTower.segment_prior must be 'auto', None or a list of user attribute "
+                f"columns, got {seg!r}"
+            )
+        sm = self.segment_smoothing
+        if sm != "auto" and (isinstance(sm, str) or not (np.isfinite(sm) and sm > 0)):
+            raise ConfigError(f"TwoTower.segment_smoothing must be 'auto' or > 0, got {sm!r}")
 
     def _prior_weights(self) -> npt.NDArray[np.float64] | None:
         """``popularity_prior`` as (cold, short) weights; None for ``"auto"``."""
@@ -261,8 +308,10 @@ class TwoTower(CandidateGenerator):
         early = _items_by_time(self.seen_, interactions) if self.early_history else None
         fixed = self._prior_weights()
         on = fixed is None or bool(np.any(fixed != 0))
-        # While training, validation scores use the fixed weights ("auto": selected per epoch).
+        # While training, validation scores use the fixed weights ("auto": selected per epoch)
+        # and global popularity (segments are chosen for the trained towers).
         self.prior_ = (fixed if fixed is not None else np.zeros(2)) if on else None
+        self._set_segments(None)
         weights = _train(self, side.valid, early, u_tok, u_num, i_tok, i_num)
         # Rows no training row ever touched keep their random start; zeroing them makes an
         # unseen token (a new category value) count as nothing instead of as noise, and lets
@@ -273,7 +322,11 @@ class TwoTower(CandidateGenerator):
             "user.id": u_bucket[u_keep > 0],
             "user.hist": i_bucket[i_keep > 0],
             "item.id": i_bucket[i_keep > 0],
-            "user.feat": np.r_[u_tok.ravel(), self.user_encoder_.encode(_BLANK)[0].ravel()],
+            # Attributes of users without training interactions (new validation users) were
+            # never trained on either: as for a new user, their unseen values count as nothing.
+            "user.feat": np.r_[
+                u_tok[u_keep > 0].ravel(), self.user_encoder_.encode(_BLANK)[0].ravel()
+            ],
             "item.feat": np.r_[i_tok.ravel(), self.item_encoder_.encode(_BLANK)[0].ravel()],
         }
         for name, rows in used.items():
@@ -284,14 +337,81 @@ class TwoTower(CandidateGenerator):
         self.weights_ = weights
         self._refresh_vectors(u_tok, u_num, i_tok, i_num)
         if on:
+            valid = side.valid.to_csr() if side.valid is not None and len(side.valid) else None
+            table = align(side.user_features, "user_id", users)
+            segments = self._fit_segments(table, valid, fixed, u_tok, u_num)
+            self._set_segments(segments)
+            self._refresh_vectors(u_tok, u_num, i_tok, i_num, segments)
             if fixed is not None:
                 self.prior_ = fixed
-            elif side.valid is not None and len(side.valid):
-                self.prior_ = _select_prior(self, side.valid.to_csr(), u_tok, u_num)[0]
-            self._log(f"popularity prior (cold, short): {self.prior_.tolist()}")
-            self._refresh_vectors(u_tok, u_num, i_tok, i_num)
+            elif valid is not None:
+                self.prior_ = _select_prior(self, valid, u_tok, u_num, segments)[0]
+            assert self.prior_ is not None  # on: fixed, selected or zeros
+            self._log(
+                f"popularity prior (cold, short): {self.prior_.tolist()}, segments "
+                f"{self.segment_columns_.tolist()} ({len(self.segment_keys_)})"
+            )
+            self._refresh_vectors(u_tok, u_num, i_tok, i_num, segments)
         self.extra_item_ids_ = np.zeros(0, dtype=str)
         self.extra_item_vectors_ = np.zeros((0, self.item_vectors_.shape[1]), np.float32)
+
+    def _fit_segments(
+        self,
+        table: pd.DataFrame,
+        valid: sp.csr_matrix | None,
+        fixed: npt.NDArray[np.float64] | None,
+        u_tok: npt.NDArray[np.int64],
+        u_num: npt.NDArray[np.float32],
+    ) -> SegmentPopularity | None:
+        """The segment prior of ``segment_prior`` / ``segment_smoothing`` (None: global
+        popularity), selected on ``valid`` where they say ``"auto"``."""
+        chosen = self.segment_prior
+        if chosen is None or (chosen == "auto" and valid is None):
+            return None
+        smoothing = self.segment_smoothing
+        if chosen != "auto":
+            missing = [c for c in chosen if c not in table.columns]
+            if missing:
+                raise ConfigError(
+                    f"TwoTower.segment_prior: column(s) {missing} not in user_features "
+                    f"(it has {[c for c in table.columns if c != 'user_id']})"
+                )
+            if valid is None or smoothing != "auto":
+                share = _DEFAULT_SMOOTHING if smoothing == "auto" else float(smoothing)
+                return SegmentPopularity.fit(table, list(chosen), self.seen_, share)
+        assert valid is not None
+        if chosen == "auto":
+            kinds = self.user_encoder_.fields
+            candidates = list(dict.fromkeys(c for c, k in kinds if k == "categorical"))
+            greedy = True
+        else:
+            candidates, greedy = list(chosen), False
+        grid = _SMOOTHING_GRID if smoothing == "auto" else (float(smoothing),)
+        weights = _PRIOR_GRID if fixed is None else (float(fixed[0]),)
+        return _select_segments(
+            self, valid, u_tok, u_num, table, candidates, greedy=greedy, smoothing=grid,
+            weights=weights,
+        )  # fmt: skip
+
+    def _set_segments(self, segments: SegmentPopularity | None) -> None:
+        """The served part of a segment prior: columns, keys, and the prior of an item without
+        interactions in each slot (slot 0: everyone)."""
+        if segments is None:
+            self.segment_columns_ = np.zeros(0, dtype=str)
+            self.segment_keys_ = np.zeros(0, dtype=str)
+            self.prior_floor_ = np.array([np.log(1.0 / max(self.seen_.nnz, 1))])
+        else:
+            self.segment_columns_ = np.asarray(segments.columns, dtype=str)
+            self.segment_keys_ = np.asarray(segments.keys, dtype=str)
+            self.prior_floor_ = segments.floor()
+
+    def _segments_of(self, table: pd.DataFrame) -> npt.NDArray[np.int64]:
+        """The prior slot of each row of a user table: its segment, 0 if none matches."""
+        if not len(self.segment_keys_):
+            return np.zeros(len(table), dtype=np.int64)
+        where = {k: s + 1 for s, k in enumerate(self.segment_keys_.tolist())}
+        keys = segment_keys(table, self.segment_columns_.tolist())
+        return np.fromiter((where.get(k, 0) for k in keys.tolist()), np.int64, len(keys))
 
     def _refresh_vectors(
         self,
@@ -299,10 +419,17 @@ class TwoTower(CandidateGenerator):
         u_num: npt.NDArray[np.float32],
         i_tok: npt.NDArray[np.int64],
         i_num: npt.NDArray[np.float32],
+        segments: SegmentPopularity | None = None,
     ) -> None:
         """Vectors of every known user and item, from the current weights (NumPy)."""
-        self.item_vectors_ = self._item_forward(self._item_id_input(), i_tok, i_num)
-        self.user_vectors_ = self._user_forward(self._user_id_input(), self.seen_, u_tok, u_num)
+        if segments is None:
+            prior, codes = self._log_q()[:, None], None
+        else:
+            prior, codes = segments.log_prior(), segments.codes
+        self.item_vectors_ = self._item_forward(self._item_id_input(), i_tok, i_num, prior)
+        self.user_vectors_ = self._user_forward(
+            self._user_id_input(), self.seen_, u_tok, u_num, codes
+        )
 
     def _user_id_input(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         # Users without training interactions have an untrained id embedding: leave it out.
@@ -345,7 +472,10 @@ class TwoTower(CandidateGenerator):
         ids: tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]] | None,
         tokens: npt.NDArray[np.int64],
         numeric: npt.NDArray[np.float32],
+        prior: npt.NDArray[np.float64] | None = None,
     ) -> npt.NDArray[np.float32]:
+        """``prior``: the rows' log popularity per prior slot (None: ``prior_floor_``, new
+        items)."""
         n = len(tokens)
         parts = []
         if self._ids_in("item"):
@@ -356,8 +486,9 @@ class TwoTower(CandidateGenerator):
         out = self._mlp("item", np.concatenate(parts, axis=1).astype(np.float32))
         if not self._prior_on():
             return out
-        log_q = self._log_q() if ids is not None else np.full(n, self._log_q_floor())
-        return np.concatenate([out, log_q[:, None]], axis=1).astype(np.float32)
+        if prior is None:
+            prior = np.broadcast_to(self.prior_floor_, (n, len(self.prior_floor_)))
+        return np.concatenate([out, prior], axis=1).astype(np.float32)
 
     def _log_q(self) -> npt.NDArray[np.float64]:
         """Each training item's log share of the training pairs (the logQ of training), the
@@ -365,9 +496,6 @@ class TwoTower(CandidateGenerator):
         counts = np.diff(self.seen_.tocsc().indptr).astype(np.float64)
         out: npt.NDArray[np.float64] = np.log(np.maximum(counts, 1.0) / max(self.seen_.nnz, 1))
         return out
-
-    def _log_q_floor(self) -> float:
-        return float(np.log(1.0 / max(self.seen_.nnz, 1)))
 
     def _prior_column(self, count: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         """``temperature * w(n)`` for history lengths ``count`` (see ``popularity_prior``)."""
@@ -382,8 +510,10 @@ class TwoTower(CandidateGenerator):
         history: sp.csr_matrix,
         tokens: npt.NDArray[np.int64],
         numeric: npt.NDArray[np.float32],
+        segments: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.float32]:
-        """``history``: rows x training items, binary (the items each row has)."""
+        """``history``: rows x training items, binary (the items each row has); ``segments``:
+        each row's prior slot (None: all 0, everyone)."""
         n = len(tokens)
         parts = []
         if self._ids_in("user"):
@@ -400,8 +530,10 @@ class TwoTower(CandidateGenerator):
         out = self._mlp("user", np.concatenate(parts, axis=1).astype(np.float32))
         if not self._prior_on():
             return out
-        prior = self._prior_column(np.diff(history.indptr).astype(np.float64))
-        return np.concatenate([out, prior[:, None]], axis=1).astype(np.float32)
+        slots = np.zeros((n, len(self.prior_floor_)))
+        at = np.zeros(n, dtype=np.int64) if segments is None else segments
+        slots[np.arange(n), at] = self._prior_column(np.diff(history.indptr).astype(np.float64))
+        return np.concatenate([out, slots], axis=1).astype(np.float32)
 
     # ---- the contract -----------------------------------------------------------------------
     def user_vectors(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
@@ -436,6 +568,9 @@ class TwoTower(CandidateGenerator):
         state["extra_item_vectors"] = self.extra_item_vectors_
         if self.prior_ is not None:
             state["popularity_prior"] = np.asarray(self.prior_, dtype=np.float64)
+            state["segment_columns"] = np.asarray(self.segment_columns_, dtype=str)
+            state["segment_keys"] = np.asarray(self.segment_keys_, dtype=str)
+            state["prior_floor"] = np.asarray(self.prior_floor_, dtype=np.float64)
         return state
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -456,6 +591,11 @@ class TwoTower(CandidateGenerator):
         self.extra_item_vectors_ = arrays["extra_item_vectors"]
         prior = arrays.get("popularity_prior")
         self.prior_ = None if prior is None else np.asarray(prior, dtype=np.float64)
+        self._set_segments(None)
+        if "prior_floor" in arrays:
+            self.segment_columns_ = arrays["segment_columns"].astype(str)
+            self.segment_keys_ = arrays["segment_keys"].astype(str)
+            self.prior_floor_ = arrays["prior_floor"].astype(np.float64)
 
     # ---- cold start -------------------------------------------------------------------------
     def user_vectors_from_features(
@@ -479,8 +619,11 @@ class TwoTower(CandidateGenerator):
         n = len(user_features)
         if history is not None and len(history) != n:
             raise ConfigError(f"history has {len(history)} rows, user_features has {n}")
-        tokens, numeric = self.user_encoder_.encode(user_features.reset_index(drop=True))
-        return self._user_forward(None, self._history_matrix(history, n), tokens, numeric)
+        table = user_features.reset_index(drop=True)
+        tokens, numeric = self.user_encoder_.encode(table)
+        return self._user_forward(
+            None, self._history_matrix(history, n), tokens, numeric, self._segments_of(table)
+        )
 
     def item_vectors_from_features(self, item_features: pd.DataFrame) -> npt.NDArray[np.float32]:
         """Vectors of items from their attributes alone (one row each, in order); the id input
@@ -838,51 +981,168 @@ def _ndcg_sum(
     return float(ranking_metrics(ranked, n_rel, [f"ndcg@{k}"])[f"ndcg@{k}"].sum())
 
 
-#: Candidate weights of the popularity prior (see ``TwoTower.popularity_prior``).
-_PRIOR_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0)
+#: Candidate weights of the popularity prior (see ``TwoTower.popularity_prior``), up to where
+#: the prior alone decides: for a new user a segment's popularity can outweigh the tower.
+_PRIOR_GRID = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0)
+#: Candidate smoothing of the segment prior, shares of the training pairs (``"auto"``).
+_SMOOTHING_GRID = (0.003, 0.01, 0.03, 0.1)
+#: ``segment_smoothing="auto"`` where nothing selects it (no validation data).
+_DEFAULT_SMOOTHING = 0.01
+
+
+class _PriorRows:
+    """Validation users of ``valid`` in chunks, with their tower logits (without the prior) and
+    targets under the two protocols of :func:`_select_prior`.
+
+    Cold: users from their attributes alone (no id, empty history), every item of theirs
+    (training and validation) a target, nothing masked. The users are the *new* validation
+    users (validation items, no training interactions: the tower never saw them, as it never
+    sees a real new user) where there are any; else every validation user, which flatters the
+    tower: it was trained on their attributes with their training items, and attributes such as
+    a zip code nearly identify a user. Short: users with training interactions, their vectors
+    from those (masked), the validation items the targets (every validation user, if none has
+    training interactions).
+    """
+
+    def __init__(
+        self, model: TwoTower, valid: sp.csr_matrix, u_tok: npt.NDArray[np.int64],
+        u_num: npt.NDArray[np.float32], short: bool = True,
+    ) -> None:  # fmt: skip
+        self.model = model
+        users = np.flatnonzero(np.diff(valid.indptr))
+        known = np.diff(model.seen_.indptr)[users] > 0
+        self.cold_users = users[~known] if (~known).any() else users
+        self.short_users = users[known] if known.any() else users
+        n_items = valid.shape[1]
+        # The tower's part of the vectors, without the prior components.
+        width = model.item_vectors_.shape[1] - (len(model.prior_floor_) if model._prior_on() else 0)
+        items = model.item_vectors_[:, :width]
+        t = model.temperature
+        self.cold: list[dict[str, Any]] = []
+        for ub in _chunks(self.cold_users, n_items):
+            blank = sp.csr_matrix((len(ub), n_items), dtype=np.float32)
+            vecs = model._user_forward(None, blank, u_tok[ub], u_num[ub])[:, :width]
+            self.cold.append(
+                {
+                    "users": ub,
+                    "logits": _dot(vecs, items).astype(np.float64) / t,
+                    "targets": ((model.seen_[ub] + valid[ub]) > 0).astype(np.float32).tocsr(),
+                }
+            )
+        self.short: list[dict[str, Any]] = []
+        for ub in _chunks(self.short_users, n_items) if short else []:
+            seen = model.seen_[ub]
+            count = np.diff(seen.indptr).astype(np.float64)
+            vecs = model.user_vectors_[ub][:, :width]
+            self.short.append(
+                {
+                    "users": ub,
+                    "logits": _dot(vecs, items).astype(np.float64) / t,
+                    "scale": (1.0 - history_scalar(count, model.max_history))[:, None],
+                    "seen": seen,
+                    "targets": valid[ub],
+                }
+            )
+
+    def log_prior(
+        self, chunk: dict[str, Any], segments: SegmentPopularity | None
+    ) -> npt.NDArray[np.float64]:
+        """Each user's prior row: global log q, or their segment's without their own items."""
+        if segments is None:
+            return self.model._log_q()[None, :]
+        return segments.loo_log_prior(chunk["users"], self.model.seen_)
+
+    def cold_ndcg(
+        self, segments: SegmentPopularity | None, weights: Sequence[float]
+    ) -> npt.NDArray[np.float64]:
+        """Mean cold NDCG@eval_k for each prior weight."""
+        totals = np.zeros(len(weights))
+        for chunk in self.cold:
+            prior = self.log_prior(chunk, segments)
+            for j, w in enumerate(weights):
+                scores = (chunk["logits"] + w * prior).astype(np.float32)
+                totals[j] += _ndcg_sum(scores, None, chunk["targets"], self.model.eval_k)
+        return totals / max(len(self.cold_users), 1)
+
+    def short_ndcg(
+        self, segments: SegmentPopularity | None, weights: Sequence[float]
+    ) -> npt.NDArray[np.float64]:
+        """Mean short-history NDCG@eval_k for each prior weight (scaled as in serving)."""
+        totals = np.zeros(len(weights))
+        for chunk in self.short:
+            prior = chunk["scale"] * self.log_prior(chunk, segments)
+            for j, w in enumerate(weights):
+                scores = (chunk["logits"] + w * prior).astype(np.float32)
+                totals[j] += _ndcg_sum(scores, chunk["seen"], chunk["targets"], self.model.eval_k)
+        return totals / max(len(self.short_users), 1)
 
 
 def _select_prior(
     model: TwoTower, valid: sp.csr_matrix, u_tok: npt.NDArray[np.int64],
-    u_num: npt.NDArray[np.float32],
+    u_num: npt.NDArray[np.float32], segments: SegmentPopularity | None = None,
 ) -> tuple[npt.NDArray[np.float64], float]:  # fmt: skip
     """(cold, short) weights of the popularity prior with the best validation NDCG@eval_k.
 
-    Cold: each validation user from their attributes alone (no id, empty history), every item
-    of theirs (training and validation) a target, nothing masked. Short: the users' vectors from
-    their training items, those masked, the validation items the targets; the weight enters
-    scaled by 1 - history_scalar(n), as in serving. The first best weight of the grid wins.
-    Returns the weights and the mean of the two best NDCGs (the early-stopping criterion).
+    The protocols are :class:`_PriorRows`'; in the short one the weight enters scaled by
+    1 - history_scalar(n), as in serving. The prior is global popularity, or the users'
+    ``segments`` (each user's counted without their own items). The first best weight of the
+    grid wins. Returns the weights and the mean of the two best NDCGs (the early-stopping
+    criterion).
     """
-    users = np.flatnonzero(np.diff(valid.indptr))
-    n_items = valid.shape[1]
-    log_q = model._log_q()[None, :]
-    t = model.temperature
-    items = model.item_vectors_[:, :-1]  # without the prior component
-    grid = np.asarray(_PRIOR_GRID)
-    totals = np.zeros((2, len(grid)))
-    for ub in _chunks(users, n_items):
-        blank = sp.csr_matrix((len(ub), n_items), dtype=np.float32)
-        cold = model._user_forward(None, blank, u_tok[ub], u_num[ub])[:, :-1]
-        known = model.user_vectors_[ub][:, :-1]
-        seen = model.seen_[ub]
-        both = ((seen + valid[ub]) > 0).astype(np.float32).tocsr()
-        count = np.diff(seen.indptr).astype(np.float64)
-        scale = (1.0 - history_scalar(count, model.max_history))[:, None]
-        base_cold = _dot(cold, items).astype(np.float64) / t
-        base_known = _dot(known, items).astype(np.float64) / t
-        for j, w in enumerate(grid):
-            s0 = (base_cold + w * log_q).astype(np.float32)
-            totals[0, j] += _ndcg_sum(s0, None, both, model.eval_k)
-            s1 = (base_known + w * scale * log_q).astype(np.float32)
-            totals[1, j] += _ndcg_sum(s1, seen, valid[ub], model.eval_k)
-    best = grid[np.argmax(totals, axis=1)]
-    n = max(len(users), 1)
+    rows = _PriorRows(model, valid, u_tok, u_num)
+    grid = _PRIOR_GRID
+    ndcg = np.stack([rows.cold_ndcg(segments, grid), rows.short_ndcg(segments, grid)])
+    best = np.asarray(grid)[np.argmax(ndcg, axis=1)]
     model._log(
-        "prior selection, valid ndcg (cold | short) by weight: "
-        + " ".join(f"{w:g}:{a / n:.4f}|{b / n:.4f}" for w, a, b in zip(grid, *totals, strict=True))
+        f"prior selection, valid ndcg (cold, {len(rows.cold_users)} users | short, "
+        f"{len(rows.short_users)}) by weight: "
+        + " ".join(f"{w:g}:{a:.4f}|{b:.4f}" for w, a, b in zip(grid, *ndcg, strict=True))
     )
-    return best.astype(np.float64), float(totals.max(axis=1).mean() / n)
+    return best.astype(np.float64), float(ndcg.max(axis=1).mean())
+
+
+def _select_segments(
+    model: TwoTower, valid: sp.csr_matrix, u_tok: npt.NDArray[np.int64],
+    u_num: npt.NDArray[np.float32], table: pd.DataFrame, candidates: Sequence[str], *,
+    greedy: bool, smoothing: Sequence[float], weights: Sequence[float],
+) -> SegmentPopularity | None:  # fmt: skip
+    """The segment prior with the best cold NDCG@eval_k on the validation users (each at its
+    best weight of ``weights``), or None where global popularity does as well.
+
+    ``greedy``: forward selection, adding the attribute of ``candidates`` (with the smoothing of
+    ``smoothing``) that helps most while one helps and at most ``max_segments`` segments
+    result; else ``candidates`` together, only the smoothing selected (and returned whatever
+    its score). Segment popularity is
+    counted from training interactions only, each validation user's without their own.
+    """
+    rows = _PriorRows(model, valid, u_tok, u_num, short=False)
+    best_score = float(rows.cold_ndcg(None, weights).max())
+    best: SegmentPopularity | None = None
+    chosen: list[str] = []
+    trail = [f"none:{best_score:.4f}"]
+    while True:
+        trials = [[*chosen, c] for c in candidates if c not in chosen] if greedy else [candidates]
+        scored: list[tuple[float, SegmentPopularity]] = []
+        for cols in trials:
+            if greedy and len(set(segment_keys(table, cols).tolist())) > model.max_segments:
+                continue
+            for share in smoothing:
+                seg = SegmentPopularity.fit(table, cols, model.seen_, share)
+                scored.append((float(rows.cold_ndcg(seg, weights).max()), seg))
+                trail.append(f"{'+'.join(cols)}@{share:g}:{scored[-1][0]:.4f}")
+        if not scored:
+            break
+        score, seg = max(scored, key=lambda t: t[0])  # the first best wins
+        if not greedy:  # the attributes were given: only the smoothing is selected
+            best_score, best = score, seg
+            break
+        if score <= best_score:
+            break
+        best_score, best, chosen = score, seg, list(seg.columns)
+    model._log(
+        f"segment selection, valid cold ndcg ({len(rows.cold_users)} users): " + " ".join(trail)
+    )
+    return best
 
 
 def _train_loop(
