@@ -255,6 +255,11 @@ class SocialGraph:
         """Every user id, row order (base users then those added online)."""
         return np.concatenate([self.users.ids, np.asarray(self._new_ids, dtype=object)])
 
+    def id_index(self) -> IdIndex:
+        """An :class:`IdIndex` of every user in row order (``users`` itself when nobody has
+        joined since the graph was built)."""
+        return IdIndex(self.user_ids().tolist(), kind="user") if self._new_ids else self.users
+
     def add_users(self, user_ids: Iterable[str]) -> npt.NDArray[np.int64]:
         """Append users not yet in the graph; returns the rows of all of ``user_ids``."""
         ids = [str(u) for u in user_ids]
@@ -585,7 +590,7 @@ class SocialGraph:
         """A new graph whose base holds the overlay (pending requests and blocks carried)."""
         a, b, since = self.friendship_pairs()
         n = self.n_users
-        ids = IdIndex(self.user_ids().tolist(), kind="user") if self._new_ids else self.users
+        ids = self.id_index()
         rows = np.concatenate([a, b])
         cols = np.concatenate([b, a])
         order = np.lexsort((cols, rows))

@@ -160,7 +160,7 @@ class FriendFunnel(FriendGenerator):
             cut = float(np.quantile(t, 1.0 - self.label_fraction, method="higher"))
             held = t >= cut
         early = SocialGraph.from_pairs(
-            graph.users if graph.n_users == len(graph.users) else _index_of(graph),
+            graph.id_index(),
             a[~held],
             b[~held],
             t[~held],
@@ -639,9 +639,3 @@ def _codes(vocab: dict[str, int], values: pd.Series) -> npt.NDArray[np.int64]:
 
 def _count(kinds: Mapping[str, str], kind: str) -> int:
     return sum(1 for k in kinds.values() if k == kind)
-
-
-def _index_of(graph: SocialGraph) -> Any:
-    from recfunnel.core.ids import IdIndex
-
-    return IdIndex(graph.user_ids().tolist(), kind="user")

@@ -146,7 +146,7 @@ def temporal_edge_split(
         cutoff = float(np.quantile(t, 1.0 - test_fraction, method="higher"))
     before = t < cutoff
     n = graph.n_users
-    users = graph.users if n == len(graph.users) else IdIndex(graph.user_ids().tolist())
+    users = graph.id_index()
     train = SocialGraph.from_pairs(
         users,
         a[before],

@@ -24,7 +24,7 @@ def connection_scores(graph: SocialGraph, half_life: float | None) -> npt.NDArra
     ([2.0, 2.0, 2.0], [1.5, 1.5, 2.0])
     """
     if half_life is None:
-        degree: npt.NDArray[np.float64] = np.diff(graph.adjacency().indptr).astype(np.float64)
+        degree: npt.NDArray[np.float64] = graph.degree().astype(np.float64)
         return degree
     if not half_life > 0:
         raise ConfigError(f"half_life must be positive seconds or None, got {half_life!r}")

@@ -782,7 +782,7 @@ class GraphSAGE(FriendGenerator):
     def _install(self, embeddings: npt.NDArray[np.float32]) -> Self:
         """Serve ``embeddings``, computed for every user of the attached graph as it is now."""
         self.user_embeddings_ = embeddings
-        self.embedded_degree_ = np.diff(self.graph_.adjacency().indptr).astype(np.int64)
+        self.embedded_degree_ = self.graph_.degree()
         self.graph_fingerprint_ = graph_fingerprint(self.graph_)
         self.stale_rows_ = np.zeros(0, dtype=np.int64)
         self._build_index()
