@@ -199,3 +199,59 @@ def test_evaluate_with_tuning_reports_trials(tmp_path) -> None:
     assert tuning["best_value"] == max(t["value"] for t in tuning["trials"])
     assert entry["params"]["k"] == tuning["best_params"]["k"]
     assert entry["params"]["block_size"] == 16
+
+
+FUNNEL_TOML = """
+[funnel]
+n = 5
+[[retrieval.generators]]
+model = "itemknn"
+quota = 10
+params = { k = 10 }
+[[retrieval.generators]]
+model = "pop"
+quota = 5
+[light]
+model = "lightgbm"
+keep = 8
+params = { n_estimators = 10, min_child_samples = 5, objective = "lambdarank" }
+[training]
+labels = "holdout"
+"""
+
+
+def test_train_a_funnel_into_a_registry_then_recommend_with_it(tmp_path) -> None:
+    path = _write_csv(tmp_path)
+    toml = tmp_path / "funnel.toml"
+    toml.write_text(FUNNEL_TOML)
+    base = ["--dataset", str(path), "--user-col", "user", "--item-col", "item"]
+    out = runner.invoke(
+        app, ["train", "--pipeline", str(toml), *base, "--registry", str(tmp_path / "reg")]
+    )
+    assert out.exit_code == 0, out.output
+    from recfunnel.pipeline.funnel import Funnel
+    from recfunnel.service.registry import current_version
+
+    version_dir = tmp_path / "reg" / "versions" / str(current_version(tmp_path / "reg"))
+    out = runner.invoke(
+        app, ["recommend", "--model", str(version_dir), "--user", "u1", "--user", "ghost",
+              "--item", "i3", "-n", "4", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    funnel = Funnel.load(version_dir)
+    for user in ("u1", "ghost"):  # a user the funnel does not know gets its fallback
+        assert [r["item_id"] for r in doc[f"user:{user}"]] == list(
+            funnel.recommend([user], 4)[0].ids
+        )
+    assert len(doc["item:i3"]) == 4 and all(r["item_id"] != "i3" for r in doc["item:i3"])
+    # One of --model / --pipeline; a funnel takes no --param and no --index.
+    for extra in (["--model", "pop"], ["--param", "k=3"], ["--index", "hnsw"]):
+        target = (
+            ["--registry", str(tmp_path / "r2")]
+            if extra[0] == "--index"
+            else ["--output", str(tmp_path / "x")]
+        )
+        out = runner.invoke(app, ["train", "--pipeline", str(toml), *base, *target, *extra])
+        assert out.exit_code == 2, out.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "r2").exists()

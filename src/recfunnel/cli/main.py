@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -308,8 +308,17 @@ def evaluate(
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Model name, e.g. itemknn.")],
     dataset: Annotated[str, typer.Option(help="Dataset name or path, as for evaluate.")],
+    model: Annotated[
+        str | None, typer.Option(help="Model name, e.g. itemknn (or give --pipeline).")
+    ] = None,
+    pipeline: Annotated[
+        Path | None,
+        typer.Option(
+            help="A funnel configuration (e.g. configs/funnel.toml): train the whole funnel "
+            "(retrieval, rankers, re-ranking) instead of one model; the server serves it whole."
+        ),
+    ] = None,
     output: Annotated[
         Path | None, typer.Option(help="Directory to write the model artefact to.")
     ] = None,
@@ -339,8 +348,9 @@ def train(
     threshold: Annotated[float | None, typer.Option(help="Keep values >= this.")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Fit a model on a whole dataset and save it (arrays + JSON manifest), to --output, or as
-    a new version of a --registry that a running server hot-swaps to."""
+    """Fit a model (or, with --pipeline, the whole funnel) on a whole dataset and save it
+    (arrays + JSON manifest), to --output, or as a new version of a --registry that a running
+    server hot-swaps to."""
     import tempfile
     import time
 
@@ -356,7 +366,20 @@ def train(
             raise ConfigError("--index needs --registry")
         if not 0.0 <= valid_fraction < 1.0:
             raise ConfigError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
-        generator = make_generator(model, **params)
+        if (model is None) == (pipeline is None):
+            raise ConfigError("give exactly one of --model NAME and --pipeline FUNNEL.toml")
+        if pipeline is not None:
+            if index is not None:
+                raise ConfigError("--index: a funnel is published as it is (no vector index)")
+            if params:
+                raise ConfigError("--param sets a model's parameters; a funnel's are in its TOML")
+            from recfunnel.pipeline.funnel import Funnel
+            from recfunnel.pipeline.funnel_config import load_funnel_config
+
+            trainable: Any = Funnel(load_funnel_config(pipeline))
+            model = "funnel"
+        else:
+            trainable = make_generator(model, **params)
         data, matrix = _load_matrix(
             dataset, cache_dir, user_col, item_col, time_col, rating_col, threshold, 0
         )
@@ -366,22 +389,31 @@ def train(
             parts = random_split(matrix, (1 - valid_fraction, valid_fraction), seed=seed)
             train_part, valid = parts.train, parts.test
         started = time.perf_counter()
-        with console.status(f"training {model} on {len(train_part):,} interactions"):
-            generator.fit(
-                train_part,  # type: ignore[arg-type]
-                valid=valid,  # type: ignore[arg-type]
-                user_features=getattr(data, "users", None),
-                item_features=getattr(data, "items", None),
-            )
+        with console.status(f"training {model} on {len(train_part):,} interactions") as status:
+            if pipeline is not None:
+                import warnings
+
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    trainable.fit(train_part, valid=valid, log=lambda m: status.update(str(m)))
+                for w in caught:
+                    console.print(f"[yellow]note:[/] {w.message}")
+            else:
+                trainable.fit(
+                    train_part,  # type: ignore[arg-type]
+                    valid=valid,  # type: ignore[arg-type]
+                    user_features=getattr(data, "users", None),
+                    item_features=getattr(data, "items", None),
+                )
         if output is not None:
-            path = generator.save(output)
+            path = trainable.save(output)
         else:
             from recfunnel.service.registry import publish_model
 
             assert registry is not None
             registry.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=registry, prefix=".staging-") as tmp:
-                version = publish_model(generator.save(Path(tmp) / "model"), registry, index=index)
+                version = publish_model(trainable.save(Path(tmp) / "model"), registry, index=index)
             path = registry / "versions" / version
     except (RecfunnelError, OSError, TypeError) as exc:
         _fail(exc)
@@ -399,15 +431,34 @@ def recommend(
     include_seen: Annotated[bool, typer.Option(help="Do not filter already seen items.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Recommend items for users (or similar items) with a saved model."""
+    """Recommend items for users (or similar items) with a saved model or funnel."""
     from recfunnel.candidates import load_generator
     from recfunnel.core.errors import ConfigError
 
     try:
         if not user and not item:
             raise ConfigError("give --user or --item")
-        generator = load_generator(model)
         out: dict[str, list[dict[str, object]]] = {}
+        from recfunnel.service.registry import FUNNEL_FORMAT, read_artifact_manifest
+
+        if read_artifact_manifest(model).get("format") == FUNNEL_FORMAT:
+            if include_seen:
+                raise ConfigError("--include-seen: a funnel never recommends seen items")
+            from recfunnel.pipeline.funnel import Funnel
+            from recfunnel.service.funnel_recommender import FunnelRecommender
+
+            served = FunnelRecommender(Funnel.load(model), version="cli")
+            for key, ids, fn in (("user", user, served.recommend), ("item", item, None)):
+                if not ids:
+                    continue
+                got = fn(ids, n) if fn else served.similar_items(ids, n)
+                out.update(
+                    {f"{key}:{k}": [{"item_id": i, "score": v} for i, v in lst]
+                     for k, lst in zip(ids, got, strict=True)}
+                )  # fmt: skip
+            user = item = None
+        else:
+            generator = load_generator(model)
         if user:
             lists = generator.recommend(user, n=n, exclude_seen=not include_seen)
             out.update({f"user:{u}": _as_rows(r) for u, r in zip(user, lists, strict=True)})

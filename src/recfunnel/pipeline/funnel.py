@@ -55,6 +55,7 @@ from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.ranker import LabelledFeatures, Ranker
 from recfunnel.core.rerank import RerankContext, Reranker, Slate
 from recfunnel.evaluation.calibration import correct_downsampled
+from recfunnel.features.base import FeatureBlock
 from recfunnel.features.pipeline import STEPS, FeaturePipeline
 from recfunnel.features.social import FriendEngagement
 from recfunnel.pipeline.funnel_config import FunnelConfig, RankerStageConfig
@@ -103,6 +104,11 @@ class FunnelTrace:
 
     lists: dict[str, list[ScoredList]]
     seconds: dict[str, float]
+    #: With ``keep_features``: the candidates the light ranker scored (columns ``request``,
+    #: ``item_id``, ...), their features (one row each, same order) and light scores.
+    candidates: pd.DataFrame | None = None
+    features: FeatureBlock | None = None
+    light_scores: npt.NDArray[np.float64] | None = None
 
 
 class Funnel:
@@ -372,8 +378,10 @@ class Funnel:
         n: int | None = None,
         *,
         context: FunnelContext | None = None,
+        keep_features: bool = False,
     ) -> FunnelTrace:
-        """:meth:`recommend`, also returning every stage's lists and seconds."""
+        """:meth:`recommend`, also returning every stage's lists and seconds (and, with
+        ``keep_features``, the light stage's candidates with their features, for logging)."""
         self._check_fitted()
         n = self.config.n if n is None else int(n)
         if n <= 0:
@@ -404,13 +412,17 @@ class Funnel:
         seconds["retrieval"] = time.perf_counter() - t0
         final = frame
         scores: npt.NDArray[np.float64] | None = None
+        kept: dict[str, Any] = {}
         if self.light_ is not None and len(frame):
             assert self.features_ is not None and self.config.light is not None
             t0 = time.perf_counter()
-            x = self.features_.transform(frame).to_ranker_features()
+            block = self.features_.transform(frame)
+            x = block.to_ranker_features()
             seconds["features"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             s = self._predict(self.light_, x)
+            if keep_features:
+                kept = {"candidates": frame, "features": block, "light_scores": s}
             keep = _top_per_request(frame["request"].to_numpy(), s, self.config.light.keep)
             final, scores = _ordered(frame, s, keep)
             lists["light"] = self._lists(final, scores, len(ids))
@@ -428,7 +440,7 @@ class Funnel:
         ranked = self._lists(final, scores, len(ids))
         lists["rerank"] = self._rerank(ranked, ids, users, n, now, ctx)
         seconds["rerank"] = time.perf_counter() - t0
-        return FunnelTrace(lists, seconds)
+        return FunnelTrace(lists, seconds, **kept)
 
     def _predict(self, ranker: Ranker, x: Any) -> npt.NDArray[np.float64]:
         s = np.asarray(ranker.predict(x), np.float64)

@@ -25,7 +25,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 
@@ -37,6 +37,9 @@ from recfunnel.service.recommender import Recommender, RequestLog
 from recfunnel.service.registry import ModelHolder, load_recommender
 from recfunnel.service.security import APIKeys, BodyLimit
 from recfunnel.service.settings import ServiceSettings
+
+if TYPE_CHECKING:
+    from recfunnel.pipeline.feature_log import FeatureLogger
 
 log = logging.getLogger("recfunnel.service")
 
@@ -52,6 +55,8 @@ class Services:
     models: ModelHolder
     metrics: ServiceMetrics
     requests: RequestLog
+    #: Served features of funnel requests (``settings.feature_log_dir``), or None.
+    feature_log: FeatureLogger | None = None
     #: The live social graph and friend model (``None`` until ``create_app`` builds it).
     friends: FriendService | None = None
     #: Users deleted while this process runs: a model version loaded later (trained before
@@ -95,9 +100,21 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         metrics=metrics,
         requests=RequestLog(settings.request_log_size),
     )
+    if settings.feature_log_dir is not None:
+        from recfunnel.pipeline.feature_log import FeatureLogger
+
+        services.feature_log = FeatureLogger(
+            settings.feature_log_dir, sample_rate=settings.feature_log_sample_rate
+        )
     services.models = ModelHolder(
         settings.model_dir,
-        loader=lambda path, version: load_recommender(path, version, stage=metrics.stage),
+        loader=lambda path, version: load_recommender(
+            path,
+            version,
+            stage=metrics.stage,
+            observe=metrics.observe_stage,
+            feature_log=services.feature_log,
+        ),
         prepare=lambda rec: _prepare(rec, services),
         on_swap=lambda rec: _swapped(rec, metrics),
     )
@@ -114,6 +131,8 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
             yield
         finally:
             services.models.stop_polling()
+            if services.feature_log is not None:
+                services.feature_log.flush()
             if owns_store:
                 the_store.close()
 
@@ -191,6 +210,9 @@ def _forget(user_ids: Iterable[str], services: Services) -> None:
         current.forget_users(ids)
     if services.friends is not None:
         services.friends.forget(ids)
+    if services.feature_log is not None:
+        for user_id in ids:
+            services.feature_log.delete_user(user_id)
 
 
 __all__ = ["Services", "create_app", "get_services"]

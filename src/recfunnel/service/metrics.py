@@ -78,6 +78,10 @@ class ServiceMetrics:
         finally:
             self.stages.labels(name).observe(time.perf_counter() - started)
 
+    def observe_stage(self, name: str, seconds: float) -> None:
+        """Record a stage timed elsewhere (the funnel times its own stages)."""
+        self.stages.labels(name).observe(seconds)
+
     def set_model(self, version: str, model: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version, model).set(1)

@@ -1,10 +1,9 @@
 """The seam between the HTTP service and whatever produces ranked lists.
 
-The service talks to a :class:`Recommender` only. Today that is
-:class:`RetrievalRecommender`: one saved candidate generator (optionally behind a vector
-index) with a popularity fallback for users the model does not know. The ranking funnel
-(retrieve → rank → rerank) will implement the same protocol and replace it without the
-routers changing.
+The service talks to a :class:`Recommender` only: :class:`RetrievalRecommender` serves one
+saved candidate generator (optionally behind a vector index) with a popularity fallback for
+users the model does not know; :class:`~recfunnel.service.funnel_recommender.FunnelRecommender`
+serves a saved ranking funnel (retrieve → rank → rerank). The registry picks by artefact.
 
 What the retrieval recommender does, per user:
 
@@ -77,10 +76,12 @@ class Recommender(Protocol):
         context: Mapping[str, str] | None = None,
         exclude: Sequence[Collection[str]] | None = None,
         history: Sequence[Sequence[str]] | None = None,
+        request_ids: Sequence[str] | None = None,
     ) -> list[Scored]:
         """Top ``n`` items per user. ``exclude[r]``: items never to return for row r;
         ``history[r]``: the user's recent stored items (excluded too, and usable to embed
-        a user the model does not know); ``context``: request context (device, …).
+        a user the model does not know); ``context``: request context (device, …);
+        ``request_ids[r]``: the id the response carries (for feature logging).
         Unknown users get a fallback, never an error."""
         ...
 
@@ -154,6 +155,7 @@ class RetrievalRecommender:
         context: Mapping[str, str] | None = None,
         exclude: Sequence[Collection[str]] | None = None,
         history: Sequence[Sequence[str]] | None = None,
+        request_ids: Sequence[str] | None = None,
     ) -> list[Scored]:
         if n <= 0:
             raise ConfigError(f"n must be positive, got {n}")

@@ -6,6 +6,7 @@ Layout of a registry directory::
       versions/
         20240501T120000123456Z-3fa2b1c0/   one saved generator (manifest.json + arrays.npz)
           index/                           optional: its vector index (VectorIndex.save)
+        20240502T090000000000Z-91c2d4e8/   or one saved funnel (Funnel.save), served whole
       CURRENT                              the served version's name, one line
 
 ``publish_model`` copies a saved model into ``versions/`` under a new name (written to a
@@ -45,10 +46,14 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from recfunnel.core.errors import ArtifactError, ConfigError
 from recfunnel.core.generator import read_manifest
 from recfunnel.service.recommender import Recommender, RetrievalRecommender, StageTimer
+
+if TYPE_CHECKING:
+    from recfunnel.pipeline.feature_log import FeatureLogger
 
 log = logging.getLogger("recfunnel.service.registry")
 
@@ -103,7 +108,11 @@ def publish_model(
     with large catalogues. The registry directory is created if needed.
     """
     source = Path(model_dir)
-    manifest = read_manifest(source)  # a generator artefact, of a version we read
+    manifest = read_artifact_manifest(source)  # a generator or a funnel, of a version we read
+    if index is not None and manifest.get("format") == FUNNEL_FORMAT:
+        raise ConfigError(
+            "index=: a funnel is published as it is (its generators score the catalogue)"
+        )
     root = Path(registry_dir)
     versions = root / VERSIONS
     versions.mkdir(parents=True, exist_ok=True)
@@ -147,6 +156,29 @@ def activate(registry_dir: str | os.PathLike[str], version: str) -> None:
     _fsync_dir(root)
 
 
+#: ``manifest.json`` "format" of a saved :class:`~recfunnel.pipeline.funnel.Funnel`.
+FUNNEL_FORMAT = "recfunnel.Funnel"
+
+
+def read_artifact_manifest(path: str | os.PathLike[str]) -> dict[str, object]:
+    """The manifest of a servable artefact: a saved candidate generator or a saved funnel."""
+    import json
+
+    p = Path(path) / "manifest.json"
+    try:
+        fmt = json.loads(p.read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None  # read_manifest says what is wrong
+    if fmt == FUNNEL_FORMAT:
+        from recfunnel.core.artifact import read_manifest_file
+        from recfunnel.pipeline.funnel import ARTIFACT_VERSION
+
+        return read_manifest_file(
+            path, format=FUNNEL_FORMAT, version=ARTIFACT_VERSION, what="funnel artefact"
+        )
+    return read_manifest(path)
+
+
 def _build_index(model_dir: Path, kind: str, params: dict[str, object]) -> None:
     from recfunnel.candidates import load_generator
     from recfunnel.core.generator import EmbeddingModel
@@ -186,7 +218,7 @@ def resolve(model_dir: str | os.PathLike[str]) -> tuple[str, Path] | None:
     has nothing published yet."""
     root = Path(model_dir)
     if (root / "manifest.json").is_file():
-        manifest = read_manifest(root)
+        manifest = read_artifact_manifest(root)
         return f"sha-{str(manifest.get('arrays_sha256', ''))[:12]}", root
     if not root.is_dir():
         raise ConfigError(f"{root}: no such model directory or registry")
@@ -199,9 +231,28 @@ def resolve(model_dir: str | os.PathLike[str]) -> tuple[str, Path] | None:
     return version, path
 
 
-def load_recommender(path: Path, version: str, *, stage: StageTimer | None = None) -> Recommender:
-    """The recommender for one artefact directory (its index too, when it has one)."""
+def load_recommender(
+    path: Path,
+    version: str,
+    *,
+    stage: StageTimer | None = None,
+    observe: Callable[[str, float], None] | None = None,
+    feature_log: FeatureLogger | None = None,
+) -> Recommender:
+    """The recommender for one artefact directory: a saved funnel is served whole
+    (:class:`~recfunnel.service.funnel_recommender.FunnelRecommender`, which sends its stage
+    timings to ``observe`` and logs served features to ``feature_log``); a saved generator by
+    :class:`RetrievalRecommender` (with its vector index, when it has one)."""
     from recfunnel.candidates import load_generator
+
+    if read_artifact_manifest(path).get("format") == FUNNEL_FORMAT:
+        from recfunnel.pipeline.funnel import Funnel
+        from recfunnel.service.funnel_recommender import FunnelRecommender
+
+        return FunnelRecommender(
+            Funnel.load(path), version=version, stage=stage, observe=observe,
+            feature_log=feature_log,
+        )  # fmt: skip
 
     generator = load_generator(path)
     index = None
@@ -222,7 +273,7 @@ class ModelHolder:
     ``prepare(recommender)`` runs on a freshly loaded recommender before it is swapped in
     (the app uses it to re-apply user deletions and embed items added since training);
     ``on_swap(recommender)`` after. ``loader`` builds a recommender from an artefact
-    directory (default :func:`load_recommender`); the funnel will bring its own.
+    directory (default :func:`load_recommender`, which serves generators and funnels).
     """
 
     def __init__(

@@ -50,6 +50,10 @@ class ServiceSettings(BaseModel):
     * ``poll_seconds``: how often the registry's ``CURRENT`` pointer is checked for a new
       version (``None``: only ``POST /v1/admin/reload`` swaps).
     * ``request_log_size``: recent request ids remembered for feedback attribution.
+    * ``feature_log_dir``: when a funnel is served, log the features of the candidates its
+      light stage scored to date-partitioned Parquet here (the served slate always, the rest
+      with probability ``feature_log_sample_rate``), under each response's request id;
+      ``None`` logs nothing. Deleting a user deletes their logged rows too.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -63,6 +67,8 @@ class ServiceSettings(BaseModel):
     history_limit: int = Field(default=200, ge=0, le=10_000)
     poll_seconds: float | None = Field(default=2.0, gt=0)
     request_log_size: int = Field(default=100_000, ge=0)
+    feature_log_dir: Path | None = None
+    feature_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:

@@ -49,8 +49,10 @@ def _context(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _answer(response: Response, rec: Recommender, lst: Scored) -> Recommendations:
-    request_id = uuid.uuid4().hex
+def _answer(
+    response: Response, rec: Recommender, lst: Scored, request_id: str | None = None
+) -> Recommendations:
+    request_id = request_id or uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
     return Recommendations(
         request_id=request_id,
@@ -84,8 +86,11 @@ def recommend(
         with services.metrics.stage("history"):
             page = services.store.user_interactions(user_id, limit=limit)
         history = [r.item_id for r in page.rows]
-    (lst,) = rec.recommend([user_id], n, context=ctx, exclude=[exclude], history=[history])
-    out = _answer(response, rec, lst)
+    request_id = uuid.uuid4().hex
+    (lst,) = rec.recommend(
+        [user_id], n, context=ctx, exclude=[exclude], history=[history], request_ids=[request_id]
+    )
+    out = _answer(response, rec, lst, request_id)
     services.requests.add(out.request_id, user_id, rec.version)
     return out
 
