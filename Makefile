@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # The main job: fetch MovieLens-100k, load it into the embedded SQLite store, train and
-# evaluate the models with RecBole's protocol (report printed and written to reports/), publish
-# a model to the registry; give the MovieLens users a seeded SYNTHETIC social graph (MovieLens
+# evaluate the models and the ranking funnel with RecBole's protocol (report printed and
+# written to reports/), publish ALS, then the funnel (served) to the registry; give the MovieLens users a seeded SYNTHETIC social graph (MovieLens
 # has none; homophilous on occupation), evaluate friend suggestions on it, train the friend
 # funnel; serve the API on localhost. API keys: RECFUNNEL_WRITE_KEY /
 # RECFUNNEL_READ_KEY from the environment, or generated once into .recfunnel-keys (mode 600).
@@ -28,8 +28,10 @@ run: $(STAMP)
 	mkdir -p data
 	$(BIN)/recfunnel ingest --dataset ml-100k --store $(STORE)
 	$(BIN)/recfunnel evaluate --dataset $(STORE) --split ro:0.8,0.1,0.1 --seed 2020 \
-		--models pop,itemknn,ease,als,bpr,lightgcn --output reports/ml-100k.json --plot reports/ml-100k.png
+		--models pop,itemknn,ease,als,bpr,lightgcn --pipeline configs/funnel.toml \
+		--output reports/ml-100k.json --plot reports/ml-100k.png
 	$(BIN)/recfunnel train --model als --dataset $(STORE) --registry models
+	$(BIN)/recfunnel train --pipeline configs/funnel.toml --dataset $(STORE) --registry models
 	$(BIN)/recfunnel synth-social-graph --store $(STORE) --community occupation --seed 0
 	$(BIN)/recfunnel evaluate --task link-prediction --dataset $(STORE) --community occupation \
 		--models popular_users,mutual_friends,adamic_adar,ppr,profile_similarity,friend_funnel \
@@ -42,7 +44,7 @@ run: $(STAMP)
 	@if [ -z "$$RECFUNNEL_WRITE_KEY" ]; then set -a; . ./.recfunnel-keys; set +a; \
 		echo "API keys: see .recfunnel-keys (export them to use the curl lines below)"; fi; \
 		$(BIN)/recfunnel serve --store $(STORE) --model-dir models --friends-model models/friends \
-		--host $(HOST) --port $(PORT)
+		--feature-log-dir data/feature-logs --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -70,6 +70,17 @@ def serve(
             "friends with popular fallbacks."
         ),
     ] = None,
+    feature_log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="When serving a funnel: log the features its light stage scored, per request "
+            "id, to date-partitioned Parquet here (for training rankers from served features)."
+        ),
+    ] = None,
+    feature_log_sample_rate: Annotated[
+        float,
+        typer.Option(help="Share of the candidates not shown that the feature log keeps."),
+    ] = 0.01,
     log_level: Annotated[str, typer.Option(help="critical|error|warning|info|debug")] = "info",
 ) -> None:
     """Serve the HTTP API (keys from RECFUNNEL_WRITE_KEY and RECFUNNEL_READ_KEY)."""
@@ -87,6 +98,8 @@ def serve(
             poll_seconds=poll_seconds or None,
             max_body_bytes=max_body_bytes,
             history_limit=history_limit,
+            feature_log_dir=feature_log_dir,
+            feature_log_sample_rate=feature_log_sample_rate,
         )
         app = create_app(settings)
     except ValidationError as exc:
