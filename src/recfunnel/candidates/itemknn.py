@@ -16,7 +16,33 @@ import scipy.sparse as sp
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.generator import CandidateGenerator, SearchSpace, SideInfo
 from recfunnel.core.matrix import InteractionMatrix
-from recfunnel.core.topk import topk
+
+
+def _top_neighbours(sim: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.bool_]:
+    """Per row, the ``k`` largest positive entries (ties at the k-th value: lower column first,
+    as :func:`recfunnel.core.topk.topk` breaks them), as a mask.
+
+    Zero similarities are never neighbours, so only rows whose k-th value is positive and tied
+    need the (costly) tie-break; the others keep everything above the k-th value.
+
+    >>> _top_neighbours(np.array([[0.5, 0.9, 0.5, 0.0], [0.0, 0.0, 1.0, 0.0]], np.float32), 2)
+    array([[ True,  True, False, False],
+           [False, False,  True, False]])
+    """
+    n = sim.shape[1]
+    if k >= n:
+        return sim > 0
+    kth = np.partition(sim, n - k, axis=1)[:, n - k]
+    # Rows with a positive k-th value: everything >= it, unless more ties than places remain.
+    chosen = sim >= np.where(kth > 0, kth, np.inf)[:, None]
+    chosen |= sim > np.maximum(kth, 0.0)[:, None]
+    over = np.flatnonzero((kth > 0) & (chosen.sum(axis=1) > k))
+    if len(over):
+        sub = sim[over]
+        at = sub == kth[over, None]
+        need = k - (sub > kth[over, None]).sum(axis=1)
+        chosen[over] = (sub > kth[over, None]) | (at & (np.cumsum(at, axis=1) <= need[:, None]))
+    return chosen
 
 
 class ItemKNN(CandidateGenerator):
@@ -53,8 +79,8 @@ class ItemKNN(CandidateGenerator):
         xt = x.T.tocsr()
         k = min(self.k, n)
         rows: list[npt.NDArray[np.int64]] = []
-        cols: list[npt.NDArray[np.int64]] = []
         vals: list[npt.NDArray[np.float32]] = []
+        counts: list[npt.NDArray[np.int64]] = []
         # Column blocks of the item-item Gram matrix keep memory at n x block_size.
         for start in range(0, n, self.block_size):
             stop = min(start + self.block_size, n)
@@ -62,18 +88,17 @@ class ItemKNN(CandidateGenerator):
             block = np.arange(start, stop)
             gram[block, np.arange(stop - start)] = 0.0
             denom = norms[:, None] * norms[None, start:stop] + self.shrink + 1e-6
-            sim = (gram / denom).T.astype(np.float32)  # b x n: row = target item j
-            nb, nv = topk(sim, k)
-            keep = (nb >= 0) & (nv != 0)
-            rows.append(nb[keep])
-            cols.append(np.repeat(block, k).reshape(-1, k)[keep])
-            vals.append(nv[keep])
+            sim = np.ascontiguousarray((gram / denom).T, dtype=np.float32)  # row = target j
+            chosen = _top_neighbours(sim, k)
+            j, i = np.nonzero(chosen)  # by target j, then neighbour i: W's CSC order
+            rows.append(i)
+            vals.append(sim[j, i])
+            counts.append(np.bincount(j, minlength=stop - start))
         # W[i, j] = sim(i, j) if i is among the k neighbours of j.
-        self.similarity_ = sp.csr_matrix(
-            (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-            shape=(n, n),
-            dtype=np.float32,
-        )
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))])
+        self.similarity_ = sp.csc_matrix(
+            (np.concatenate(vals), np.concatenate(rows), indptr), shape=(n, n), dtype=np.float32
+        ).tocsr()
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.asarray((self.seen_[users] @ self.similarity_).toarray(), dtype=np.float32)
