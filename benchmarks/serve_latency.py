@@ -11,7 +11,10 @@ with the seen and stored items excluded, answer JSON with a request id.
 Load: a Python asyncio client on loopback, keep-alive HTTP/1.1 connections written on raw
 sockets (an httpx client costs more CPU per request than the server on a 2-core machine, so
 it would measure itself), ``--requests`` requests (bounded also by ``--seconds``) after a
-warm-up, at 1 and 8 concurrent connections. Reported: p50 / p99 latency, throughput.
+warm-up, at 1 and 8 concurrent connections as fast as answers come (closed loop), then at 8
+connections with requests due at a fixed ``--rate`` (open loop, 300/s by default; latency
+counts from the time a request was due, so queueing for a busy connection counts, as in
+wrk2). Reported: p50 / p99 latency, throughput.
 In the same run: the raw FAISS query (``IndexHNSWFlat.search`` on the loaded index, k=10,
 one thread, the same user vectors) p50, the ratio end-to-end p50 / raw FAISS p50, and the
 server's peak RSS (VmHWM).
@@ -83,17 +86,60 @@ def build_registry(args: argparse.Namespace, root: Path) -> Path:
     return registry
 
 
-def fill_store(url: str, users: list[str], per_user: int, n_items: int, seed: int) -> None:
+def build_funnel_registry(
+    args: argparse.Namespace, root: Path
+) -> tuple[Path, list[str], list[str]]:
+    """``--funnel CONFIG``: the funnel trained on all of ``--funnel-dataset``, published (reused
+    when already built); returns the registry, the dataset's user ids and item ids."""
+    from recfunnel.core.matrix import InteractionMatrix
+    from recfunnel.data.datasets import load as load_dataset
+    from recfunnel.pipeline.funnel import Funnel
+    from recfunnel.pipeline.funnel_config import load_funnel_config
+    from recfunnel.service.registry import current_version, publish_model
+
+    data = load_dataset(args.funnel_dataset, cache_dir=Path(args.cache_dir).expanduser())
+    matrix = InteractionMatrix.from_dataset(data)
+    registry = root / "registry"
+    if current_version(registry) is None:
+        started = time.perf_counter()
+        funnel = Funnel(load_funnel_config(args.funnel)).fit(matrix)
+        publish_model(funnel.save(root / "funnel"), registry, version="bench-funnel")
+        print(f"trained and published the funnel in {time.perf_counter() - started:.0f} s")
+    else:
+        print(f"reusing {registry}", flush=True)
+    return registry, matrix.users.ids.tolist(), matrix.items.ids.tolist()
+
+
+def funnel_inprocess_p50(registry: Path, users: list[str], n: int) -> float:
+    """p50 (ms) of ``Funnel.recommend`` for one user, in this process: the peer of the HTTP
+    figure (what the server adds on top of the library call)."""
+    from recfunnel.pipeline.funnel import Funnel
+    from recfunnel.service.registry import VERSIONS, current_version
+
+    funnel = Funnel.load(registry / VERSIONS / str(current_version(registry)))
+    times = []
+    for j in range(n):
+        t = time.perf_counter_ns()
+        funnel.recommend([users[j % len(users)]], 10)
+        times.append(time.perf_counter_ns() - t)
+    return float(np.percentile(times[n // 10 :], 50)) / 1e6
+
+
+def fill_store(
+    url: str, users: list[str], per_user: int, n_items: int, seed: int,
+    item_ids: list[str] | None = None,
+) -> None:  # fmt: skip
     from recfunnel.data.store import open_store
 
     rng = np.random.default_rng(seed)
     with open_store(url) as store:
         if store.counts()["interactions"]:
             return
+        names = item_ids or [f"i{j}" for j in range(n_items)]
         rows = [
-            {"event_id": f"{u}-{k}", "user_id": u, "item_id": f"i{int(i)}"}
+            {"event_id": f"{u}-{k}", "user_id": u, "item_id": names[int(i)]}
             for u in users
-            for k, i in enumerate(rng.integers(0, n_items, per_user))
+            for k, i in enumerate(rng.integers(0, len(names), per_user))
         ]
         for start in range(0, len(rows), 10_000):
             store.add_interactions(rows[start : start + 10_000])
@@ -170,8 +216,19 @@ class Server:
 
 
 async def _client(
-    port: int, users: list[str], count: list[int], limit: int, deadline: float, out: list[float]
+    port: int,
+    users: list[str],
+    count: list[int],
+    limit: int,
+    deadline: float,
+    out: list[float],
+    rate: float | None = None,
+    started: float = 0.0,
 ) -> None:
+    """One keep-alive connection. Closed loop (``rate`` None): the next request as soon as the
+    last answer arrives. Open loop: request j is *due* at ``started + j / rate``; the
+    connection waits for that time, and latency counts from it, so time a request spends
+    waiting for a free connection counts too (no coordinated omission, as wrk2 measures)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         while count[0] < limit and time.perf_counter() < deadline:
@@ -181,7 +238,13 @@ async def _client(
                 f"GET /v1/users/{users[j % len(users)]}/recommendations?n=10 HTTP/1.1\r\n"
                 f"Host: 127.0.0.1\r\nX-API-Key: {READ_KEY}\r\n\r\n"
             ).encode()
-            t = time.perf_counter()
+            if rate is None:
+                t = time.perf_counter()
+            else:
+                t = started + j / rate
+                wait = t - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             writer.write(request)
             head = await reader.readuntil(b"\r\n\r\n")
             if not head.startswith(b"HTTP/1.1 200"):
@@ -193,21 +256,27 @@ async def _client(
         writer.close()
 
 
-def load(port: int, users: list[str], clients: int, n: int, seconds: float) -> dict[str, float]:
-    async def run(limit: int, budget: float) -> tuple[list[float], float]:
+def load(
+    port: int, users: list[str], clients: int, n: int, seconds: float, rate: float | None = None
+) -> dict[str, float | None]:
+    async def run(limit: int, budget: float, pace: float | None) -> tuple[list[float], float]:
         out: list[float] = []
         count = [0]
         started = time.perf_counter()
         await asyncio.gather(
-            *(_client(port, users, count, limit, started + budget, out) for _ in range(clients))
+            *(
+                _client(port, users, count, limit, started + budget, out, pace, started)
+                for _ in range(clients)
+            )
         )
         return out, time.perf_counter() - started
 
-    asyncio.run(run(max(100, n // 10), seconds))  # warm-up
-    lat, elapsed = asyncio.run(run(n, seconds))
+    asyncio.run(run(max(100, n // 10), seconds, None))  # warm-up
+    lat, elapsed = asyncio.run(run(n, seconds, rate))
     ms = np.asarray(lat) * 1e3
     return {
         "clients": clients,
+        "offered_rps": rate,
         "requests": len(ms),
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p90_ms": round(float(np.percentile(ms, 90)), 3),
@@ -226,22 +295,47 @@ def main() -> int:
     p.add_argument("--query-users", type=int, default=2_000)
     p.add_argument("--requests", type=int, default=4_000, help="per concurrency level")
     p.add_argument("--seconds", type=float, default=40.0, help="cap per concurrency level")
+    p.add_argument(
+        "--rate", type=float, default=300.0, help="offered requests/s of the open-loop level"
+    )
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--funnel",
+        type=Path,
+        default=None,
+        help="serve this funnel configuration (trained on --funnel-dataset) instead of the "
+        "synthetic 1M-item retrieval model; the peer is the in-process Funnel.recommend",
+    )
+    p.add_argument("--funnel-dataset", default="ml-1m")
+    p.add_argument("--cache-dir", default="~/.cache/recfunnel")
     p.add_argument("--workdir", type=Path, default=Path("reports/serve_bench"))
     p.add_argument("--output", type=Path, default=Path("reports/serve_latency.json"))
     p.add_argument("--no-fail", action="store_true")
     args = p.parse_args()
-    root = args.workdir / f"{args.items}x{args.dim}"
-    root.mkdir(parents=True, exist_ok=True)
-    registry = build_registry(args, root)
     rng = np.random.default_rng(args.seed + 1)
-    picked = np.sort(rng.choice(args.users, size=args.query_users, replace=False))
-    users = [f"u{j}" for j in picked.tolist()]
-    rng.shuffle(users)
-    store_url = f"sqlite:///{root / 'events.db'}"
-    fill_store(store_url, users, args.history, args.items, args.seed)
-    raw = raw_faiss_p50(registry, picked, 3000)
-    print(f"raw FAISS HNSW search p50: {raw:.3f} ms", flush=True)
+    if args.funnel is not None:
+        root = args.workdir / f"funnel-{args.funnel_dataset}-{args.funnel.stem}"
+        root.mkdir(parents=True, exist_ok=True)
+        registry, all_users, all_items = build_funnel_registry(args, root)
+        size = min(args.query_users, len(all_users))
+        users = [all_users[j] for j in rng.choice(len(all_users), size=size, replace=False)]
+        store_url = f"sqlite:///{root / 'events.db'}"
+        fill_store(store_url, users, args.history, len(all_items), args.seed, all_items)
+        raw = funnel_inprocess_p50(registry, users, 500)
+        peer = "in-process Funnel.recommend"
+        print(f"{peer} p50: {raw:.3f} ms", flush=True)
+    else:
+        root = args.workdir / f"{args.items}x{args.dim}"
+        root.mkdir(parents=True, exist_ok=True)
+        registry = build_registry(args, root)
+        picked = np.sort(rng.choice(args.users, size=args.query_users, replace=False))
+        users = [f"u{j}" for j in picked.tolist()]
+        rng.shuffle(users)
+        store_url = f"sqlite:///{root / 'events.db'}"
+        fill_store(store_url, users, args.history, args.items, args.seed)
+        raw = raw_faiss_p50(registry, picked, 3000)
+        peer = "raw FAISS"
+        print(f"raw FAISS HNSW search p50: {raw:.3f} ms", flush=True)
 
     server = Server(store_url, registry, root / "server.log")
     try:
@@ -249,9 +343,9 @@ def main() -> int:
         server.wait()
         start_s = time.perf_counter() - t
         levels = []
-        for clients in (1, 8):
+        for clients, rate in ((1, None), (8, None), (8, args.rate)):
             cpu = server.cpu_seconds()
-            level = load(server.port, users, clients, args.requests, args.seconds)
+            level = load(server.port, users, clients, args.requests, args.seconds, rate)
             # Server CPU per request (warm-up included in both terms): unlike wall-clock
             # latency, it does not grow when other processes hold the cores.
             spent = server.cpu_seconds() - cpu
@@ -269,7 +363,10 @@ def main() -> int:
             "users": args.users,
             "dim": args.dim,
             "index": "hnsw M=16 efC=40 efSearch=64",
-        },
+        }
+        if args.funnel is None
+        else {"funnel": str(args.funnel), "dataset": args.funnel_dataset},
+        "peer": peer,
         "server_start_s": round(start_s, 1),
         "raw_faiss_p50_ms": round(raw, 3),
         "levels": levels,
@@ -282,18 +379,23 @@ def main() -> int:
         },
     }
     for lv in levels:
+        mode = f"open loop at {lv['offered_rps']:.0f} req/s" if lv["offered_rps"] else "closed loop"
         print(
-            f"{lv['clients']} client(s): p50 {lv['p50_ms']:.2f} ms, p90 {lv['p90_ms']:.2f} ms, "
+            f"{lv['clients']} client(s), {mode}: p50 {lv['p50_ms']:.2f} ms, "
+            f"p90 {lv['p90_ms']:.2f} ms, "
             f"p99 {lv['p99_ms']:.2f} ms, {lv['throughput_rps']:.0f} req/s ({lv['requests']} req), "
             f"server CPU {lv['server_cpu_ms_per_request']:.2f} ms/req"
         )
-    print(f"end-to-end p50 / raw FAISS p50 = {report['ratio_e2e_p50_to_faiss_p50']}x")
+    print(f"end-to-end p50 / {peer} p50 = {report['ratio_e2e_p50_to_faiss_p50']}x")
     print(f"server peak RSS {rss:.0f} MB, started in {start_s:.1f} s")
     print(f"load average {os.getloadavg()}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
-    best = max(levels, key=lambda lv: lv["throughput_rps"])
-    met = best["p99_ms"] <= 20 and best["throughput_rps"] >= 300
+    # The target: p99 <= 20 ms while serving >= 300 requests/s (any level that sustains it).
+    met = any(lv["p99_ms"] <= 20 and lv["throughput_rps"] >= 300 for lv in levels)
+    ratio_met = report["ratio_e2e_p50_to_faiss_p50"] <= 2
+    print(f"target p99 <= 20 ms at >= 300 req/s: {'met' if met else 'MISSED'}; "
+          f"e2e p50 <= 2x raw FAISS p50: {'met' if ratio_met else 'MISSED'}")  # fmt: skip
     return 0 if met or args.no_fail else 1
 
 
