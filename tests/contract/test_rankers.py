@@ -26,6 +26,7 @@ FAST = {
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("lightgbm-binary", "lightgbm", FAST["lightgbm"]),
     ("lightgbm-lambdarank", "lightgbm", {**FAST["lightgbm"], "objective": "lambdarank"}),
+    ("lightgbm-own-predictor", "lightgbm", {**FAST["lightgbm"], "predictor": "lightgbm"}),
     ("wide_deep", "wide_deep", FAST["wide_deep"]),
     ("dcn-stacked", "dcn", FAST["dcn"]),
     ("dcn-parallel-lowrank", "dcn", {**FAST["dcn"], "structure": "parallel", "low_rank": 4}),
