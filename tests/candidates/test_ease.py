@@ -79,3 +79,26 @@ def test_mirror_upper_tiles() -> None:
     sym = sym + sym.T
     upper_only = np.asfortranarray(np.triu(sym) + np.tril(rng.random((11, 11)), -1))
     np.testing.assert_array_equal(_mirror_upper(upper_only, block=4), sym)
+
+
+def test_item_gram_kernel_matches_the_dense_product() -> None:
+    import scipy.sparse as sp
+
+    from recfunnel.candidates.ease import item_gram
+
+    rng = np.random.default_rng(3)
+    # Above the size where the numba kernel takes over; weighted entries, empty rows/columns.
+    x = sp.random(900, 300, density=0.25, random_state=rng, format="csr", dtype=np.float64)
+    x.data = rng.integers(1, 4, x.nnz).astype(np.float64)
+    assert x.nnz >= 50_000
+    dense = x.toarray()
+    for dtype in (np.float32, np.float64):
+        got = item_gram(x, dtype)
+        assert got.dtype == dtype and got.flags.c_contiguous
+        np.testing.assert_allclose(got, np.triu(dense.T @ dense), rtol=1e-6)
+    # The kernel's path through the whole fit, against the independent column-wise solution.
+    data = _random_log(5, n_users=3000, n_items=200, n=200_000)
+    assert data.to_csr().nnz >= 50_000
+    model = EASE(reg=250.0, dtype="float64").fit(data)
+    expected = _ease_by_ridge(data.to_csr().toarray().astype(np.float64), 250.0)
+    np.testing.assert_allclose(model.weights_, expected, rtol=1e-4, atol=1e-6)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 import scipy.linalg
+import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.generator import CandidateGenerator, SearchSpace, SideInfo
@@ -65,30 +66,38 @@ class EASE(CandidateGenerator):
                 "max_items=None if the machine has the memory"
             )
         single = self.dtype == "float32"
-        x = self.seen_.astype(np.float32 if single else np.float64)
-        gram = (x.T @ x).toarray()
+        gram = item_gram(self.seen_, np.float32 if single else np.float64)
         gram[np.diag_indices(n)] += self.reg
         # Cholesky inverse (potrf + potri): half the flops of a general inverse, as XᵀX + λI is
-        # symmetric positive definite. The matrix is symmetric, so its transpose is the same
-        # matrix in Fortran order, which LAPACK then overwrites in place instead of copying.
+        # symmetric positive definite. ``gram`` holds the upper triangle in C order; its
+        # transpose is the same numbers in Fortran order, where they are the *lower* triangle,
+        # which LAPACK then overwrites in place instead of copying.
         potrf, potri = (
             (scipy.linalg.lapack.spotrf, scipy.linalg.lapack.spotri)
             if single
             else (scipy.linalg.lapack.dpotrf, scipy.linalg.lapack.dpotri)
         )
-        chol, info = potrf(gram.T, lower=False, overwrite_a=True)
+        chol, info = potrf(gram.T, lower=True, overwrite_a=True)
         if info != 0:
             raise ConfigError(f"EASE: XᵀX + λI is not positive definite (LAPACK info {info})")
         del gram
-        inv, info = potri(chol, lower=False, overwrite_c=True)
+        inv, info = potri(chol, lower=True, overwrite_c=True)
         if info != 0:
             raise ConfigError(f"EASE: inverting XᵀX + λI failed (LAPACK info {info})")
-        p = _mirror_upper(inv)
+        p = _mirror_upper(inv.T)  # C order again; the inverse is in its upper triangle
         # B_ij = -P_ij / P_jj off the diagonal, 0 on it.
         p /= -np.diag(p)[None, :]
         p[np.diag_indices(n)] = 0.0
         # C order: similar_items reads rows.
         self.weights_ = np.ascontiguousarray(p, dtype=np.float32)
+
+    def warm_up(self) -> EASE:
+        """Compile, or load from numba's on-disk cache, the Gram kernel now (a few tenths of a
+        second once per process), so that the first large :meth:`fit` does not pay for it."""
+        from recfunnel.candidates._gram_numba import warm_up
+
+        warm_up()
+        return self
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.asarray(self.seen_[users] @ self.weights_, dtype=np.float32)
@@ -101,6 +110,32 @@ class EASE(CandidateGenerator):
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
         self.weights_ = arrays["weights"]
+
+
+def item_gram(seen: sp.csr_matrix, dtype: type[np.floating]) -> npt.NDArray[np.floating]:
+    """The upper triangle (diagonal included) of XᵀX as a dense C-ordered ``n x n`` array; the
+    lower triangle is left 0. A numba kernel (:mod:`recfunnel.candidates._gram_numba`) for
+    large matrices, scipy's sparse product below ~50k stored entries (compiling would cost
+    more than it saves).
+
+    >>> x = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 1], [0, 1, 1]], np.float32))
+    >>> item_gram(x, np.float32)
+    array([[2., 1., 1.],
+           [0., 2., 1.],
+           [0., 0., 2.]], dtype=float32)
+    """
+    x = sp.csr_matrix(seen, dtype=dtype)
+    x.sort_indices()
+    n = x.shape[1]
+    if x.nnz < 50_000:
+        return np.triu((x.T @ x).toarray()).astype(dtype, copy=False)
+    from recfunnel.candidates._gram_numba import upper_gram
+
+    c = x.tocsc()
+    return upper_gram(
+        x.indptr.astype(np.int64), x.indices, x.data, c.indptr.astype(np.int64), c.indices,
+        c.data, np.zeros((n, n), dtype),
+    )  # fmt: skip
 
 
 def _mirror_upper(a: npt.NDArray[np.floating], block: int = 256) -> npt.NDArray[np.floating]:

@@ -1,0 +1,51 @@
+"""The numba kernel behind :func:`recfunnel.candidates.ease.item_gram`: the upper triangle of
+the item-item Gram matrix XᵀX of a sparse user-item matrix, written straight into a dense array.
+
+Why by hand: scipy's sparse-sparse product (``X.T @ X``) builds a sparse result with a
+per-row accumulator and then ``toarray()`` copies it out; for ml-1m (805k events, 3,706 items,
+a nearly dense 13.7M-entry result) that is 0.7 s, three quarters of EASE's fit. Dense BLAS
+would spend 2·users·items² flops on mostly zeros. Here output row ``a`` is accumulated in
+cache: for every user u who has item a, add x_ua · x_ub to G[a, b] for the user's items b ≥ a
+(Σ_u deg(u)² / 2 multiply-adds in all): 0.1 s on ml-1m, on one thread (a parallel version
+measured no faster and costs more to load).
+
+Module-level and ``cache=True`` so that numba compiles it once per machine, not per process.
+"""
+
+# mypy: ignore-errors
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def upper_gram(u_ptr, u_idx, u_val, i_ptr, i_usr, i_val, out):  # type: ignore[no-untyped-def]
+    """``out[a, b] += Σ_u x_ua x_ub`` for b ≥ a. CSR (``u_*``, sorted columns) and CSC
+    (``i_*``) of the same matrix; ``out`` is C-ordered and zero on entry."""
+    n = out.shape[0]
+    for a in range(n):
+        row = out[a]
+        for t in range(i_ptr[a], i_ptr[a + 1]):
+            u = i_usr[t]
+            va = i_val[t]
+            # Start at item a in the user's sorted list: only b >= a.
+            lo = u_ptr[u]
+            hi = u_ptr[u + 1]
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                if u_idx[mid] < a:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for s in range(lo, u_ptr[u + 1]):
+                row[u_idx[s]] += va * u_val[s]
+    return out
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the kernel."""
+    ptr = np.array([0, 1], np.int64)
+    idx = np.array([0], np.int32)
+    val = np.ones(1, np.float32)
+    upper_gram(ptr, idx, val, ptr, idx, val, np.zeros((1, 1), np.float32))
