@@ -79,10 +79,10 @@ def build_registry(args: argparse.Namespace, root: Path) -> Path:
         saved,
         registry,
         version="bench",
-        index="hnsw",
-        index_params={"M": 16, "ef_construction": 40, "ef_search": 64, "build_threads": 2},
+        index=args.index,
+        index_params=INDEX_PARAMS[args.index],
     )
-    print(f"published {version} with HNSW in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"published {version} with {args.index} in {time.perf_counter() - started:.0f} s")
     return registry
 
 
@@ -145,7 +145,14 @@ def fill_store(
             store.add_interactions(rows[start : start + 10_000])
 
 
-def raw_faiss_p50(registry: Path, users: np.ndarray, n: int) -> float:
+#: The served index: HNSW over float32 vectors, or IVF-PQ over 16-byte PQ codes (compressed).
+INDEX_PARAMS: dict[str, dict[str, Any]] = {
+    "hnsw": {"M": 16, "ef_construction": 40, "ef_search": 64, "build_threads": 2},
+    "ivfpq": {"m": 16, "nbits": 8, "nprobe": 16, "build_threads": 2},
+}
+
+
+def raw_faiss_p50(registry: Path, users: np.ndarray, n: int, kind: str = "hnsw") -> float:
     """p50 (ms) of the bare FAISS search of the served index, one query at a time."""
     import faiss
 
@@ -155,7 +162,10 @@ def raw_faiss_p50(registry: Path, users: np.ndarray, n: int) -> float:
     path = registry / VERSIONS / str(current_version(registry))
     faiss.omp_set_num_threads(1)
     index = faiss.read_index(str(path / INDEX_DIR / "index.bin"))
-    faiss.downcast_index(index.index).hnsw.efSearch = 64
+    if kind == "hnsw":
+        faiss.downcast_index(index.index).hnsw.efSearch = INDEX_PARAMS["hnsw"]["ef_search"]
+    else:
+        faiss.extract_index_ivf(index).nprobe = INDEX_PARAMS["ivfpq"]["nprobe"]
     vectors = load_generator(path).user_vectors(users).astype(np.float32)  # type: ignore[attr-defined]
     times = []
     for j in range(n):
@@ -307,6 +317,7 @@ def main() -> int:
         "synthetic 1M-item retrieval model; the peer is the in-process Funnel.recommend",
     )
     p.add_argument("--funnel-dataset", default="ml-1m")
+    p.add_argument("--index", choices=sorted(INDEX_PARAMS), default="hnsw")
     p.add_argument("--cache-dir", default="~/.cache/recfunnel")
     p.add_argument("--workdir", type=Path, default=Path("reports/serve_bench"))
     p.add_argument("--output", type=Path, default=Path("reports/serve_latency.json"))
@@ -325,7 +336,8 @@ def main() -> int:
         peer = "in-process Funnel.recommend"
         print(f"{peer} p50: {raw:.3f} ms", flush=True)
     else:
-        root = args.workdir / f"{args.items}x{args.dim}"
+        suffix = "" if args.index == "hnsw" else f"-{args.index}"
+        root = args.workdir / f"{args.items}x{args.dim}{suffix}"
         root.mkdir(parents=True, exist_ok=True)
         registry = build_registry(args, root)
         picked = np.sort(rng.choice(args.users, size=args.query_users, replace=False))
@@ -333,9 +345,9 @@ def main() -> int:
         rng.shuffle(users)
         store_url = f"sqlite:///{root / 'events.db'}"
         fill_store(store_url, users, args.history, args.items, args.seed)
-        raw = raw_faiss_p50(registry, picked, 3000)
+        raw = raw_faiss_p50(registry, picked, 3000, args.index)
         peer = "raw FAISS"
-        print(f"raw FAISS HNSW search p50: {raw:.3f} ms", flush=True)
+        print(f"raw FAISS {args.index} search p50: {raw:.3f} ms", flush=True)
 
     server = Server(store_url, registry, root / "server.log")
     try:
@@ -362,7 +374,7 @@ def main() -> int:
             "items": args.items,
             "users": args.users,
             "dim": args.dim,
-            "index": "hnsw M=16 efC=40 efSearch=64",
+            "index": {"kind": args.index, **INDEX_PARAMS[args.index]},
         }
         if args.funnel is None
         else {"funnel": str(args.funnel), "dataset": args.funnel_dataset},
