@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recfunnel.candidates.ease import EASE, _mirror_upper
+from recfunnel.candidates._gram import item_gram, mirror_upper
+from recfunnel.candidates.ease import EASE
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.ids import IdIndex
 from recfunnel.core.matrix import InteractionMatrix
@@ -78,13 +79,11 @@ def test_mirror_upper_tiles() -> None:
     sym = rng.random((11, 11))
     sym = sym + sym.T
     upper_only = np.asfortranarray(np.triu(sym) + np.tril(rng.random((11, 11)), -1))
-    np.testing.assert_array_equal(_mirror_upper(upper_only, block=4), sym)
+    np.testing.assert_array_equal(mirror_upper(upper_only, block=4), sym)
 
 
 def test_item_gram_kernel_matches_the_dense_product() -> None:
     import scipy.sparse as sp
-
-    from recfunnel.candidates.ease import item_gram
 
     rng = np.random.default_rng(3)
     # Above the size where the numba kernel takes over; weighted entries, empty rows/columns.

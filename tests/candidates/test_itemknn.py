@@ -21,3 +21,21 @@ def test_neighbour_mask_matches_topk_with_heavy_ties() -> None:
             keep = (idx[r] >= 0) & (val[r] != 0)
             want[r, idx[r][keep]] = True
         assert (got == want).all(), (b, n, k)
+
+
+def test_dense_and_blocked_similarities_are_identical(monkeypatch) -> None:
+    import recfunnel.candidates.itemknn as knn
+    from recfunnel.core.matrix import InteractionMatrix
+
+    rng = np.random.default_rng(1)
+    # Above the Gram kernel's threshold (50k stored entries), with shrinkage and ties.
+    users = rng.integers(0, 2000, 120_000)
+    items = (rng.zipf(1.3, 120_000) - 1) % 700
+    data = InteractionMatrix.from_arrays(users.astype(str), items.astype(str))
+    assert data.to_csr().nnz >= 50_000
+    for shrink in (0.0, 10.0):
+        dense = knn.ItemKNN(k=25, shrink=shrink).fit(data).similarity_
+        monkeypatch.setattr(knn, "DENSE_MAX_ITEMS", 0)
+        blocked = knn.ItemKNN(k=25, shrink=shrink, block_size=128).fit(data).similarity_
+        monkeypatch.undo()
+        assert (dense != blocked).nnz == 0 and dense.nnz == blocked.nnz > 0

@@ -1,4 +1,4 @@
-"""The numba kernel behind :func:`recfunnel.candidates.ease.item_gram`: the upper triangle of
+"""The numba kernel behind :func:`recfunnel.candidates._gram.item_gram`: the upper triangle of
 the item-item Gram matrix XᵀX of a sparse user-item matrix, written straight into a dense array.
 
 Why by hand: scipy's sparse-sparse product (``X.T @ X``) builds a sparse result with a

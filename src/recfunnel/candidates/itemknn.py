@@ -13,9 +13,14 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
+from recfunnel.candidates._gram import item_gram, mirror_upper
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.generator import CandidateGenerator, SearchSpace, SideInfo
 from recfunnel.core.matrix import InteractionMatrix
+
+#: Up to this many items the dense co-occurrence matrix is built whole (4096² float32 = 64 MiB);
+#: above it, in column blocks of ``block_size``.
+DENSE_MAX_ITEMS = 4096
 
 
 def _top_neighbours(sim: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.bool_]:
@@ -76,8 +81,11 @@ class ItemKNN(CandidateGenerator):
         x = self.seen_.tocsc().astype(np.float32)
         n = x.shape[1]
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
-        xt = x.T.tocsr()
         k = min(self.k, n)
+        if n <= DENSE_MAX_ITEMS:
+            self.similarity_ = self._fit_dense(norms, k)
+            return
+        xt = x.T.tocsr()
         rows: list[npt.NDArray[np.int64]] = []
         vals: list[npt.NDArray[np.float32]] = []
         counts: list[npt.NDArray[np.int64]] = []
@@ -99,6 +107,27 @@ class ItemKNN(CandidateGenerator):
         self.similarity_ = sp.csc_matrix(
             (np.concatenate(vals), np.concatenate(rows), indptr), shape=(n, n), dtype=np.float32
         ).tocsr()
+
+    def warm_up(self) -> ItemKNN:
+        """Compile, or load from numba's on-disk cache, the co-occurrence kernel now (once per
+        process), so that the first :meth:`fit` of a small catalogue does not pay for it."""
+        from recfunnel.candidates._gram_numba import warm_up
+
+        warm_up()
+        return self
+
+    def _fit_dense(self, norms: npt.NDArray[np.float32], k: int) -> sp.csr_matrix:
+        """Small catalogues: the whole co-occurrence matrix at once (one Gram kernel pass,
+        then one selection), instead of column blocks of sparse products."""
+        n = len(norms)
+        sim = mirror_upper(item_gram(self.seen_, np.float32))  # co-occurrence counts
+        np.fill_diagonal(sim, 0.0)
+        # Symmetric: row j holds sim(·, j), so rows are the targets.
+        sim /= (norms[:, None] * norms[None, :] + self.shrink + 1e-6).astype(np.float32)
+        chosen = _top_neighbours(sim, k)
+        j, i = np.nonzero(chosen)  # by target j, then neighbour i: W's CSC order
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(j, minlength=n))])
+        return sp.csc_matrix((sim[j, i], i, indptr), shape=(n, n), dtype=np.float32).tocsr()
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.asarray((self.seen_[users] @ self.similarity_).toarray(), dtype=np.float32)
