@@ -159,3 +159,14 @@ def test_recommender_checks_its_batch(funnel: Funnel) -> None:
         rec.recommend(["u0", "u1"], 3, history=[[]])
     with pytest.raises(ConfigError, match="positive"):
         rec.recommend(["u0"], 0)
+
+
+def test_concurrent_requests_get_the_same_answers_as_one_at_a_time(funnel: Funnel) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rec = FunnelRecommender(funnel, version="x")
+    users = [f"u{u}" for u in range(60)] + ["stranger"]
+    want = {u: rec.recommend([u], 5, history=[["i0"]]) for u in users}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda u: (u, rec.recommend([u], 5, history=[["i0"]])), users * 4))
+    assert all(answer == want[u] for u, answer in got)
