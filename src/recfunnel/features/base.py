@@ -93,6 +93,18 @@ class FeatureBlock:
         )
 
 
+def fitted_index(step: object, attribute: str) -> pd.Index:
+    """``getattr(step, attribute)`` (a fitted array of keys) as a hashed ``pd.Index``, built
+    once per array and kept on the step (not saved): transforms of a few hundred rows, as at
+    serving time, would otherwise spend most of their time rebuilding it."""
+    keys = getattr(step, attribute)
+    slot = f"_{attribute}index_cache"
+    cached = step.__dict__.get(slot)
+    if cached is None or cached[0] is not keys:
+        cached = step.__dict__[slot] = (keys, pd.Index(keys))
+    return cached[1]
+
+
 class FeatureStep(Params, ABC):
     """One named part of a :class:`~recfunnel.features.pipeline.FeaturePipeline`.
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.features.base import FeatureBlock, FeatureStep, require_columns
+from recfunnel.features.base import FeatureBlock, FeatureStep, fitted_index, require_columns
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*(s|min|h|d|w)")
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -111,7 +111,7 @@ class WindowedCounts(FeatureStep):
     def transform(self, frame: pd.DataFrame) -> FeatureBlock:
         self._check_fitted("events_")
         require_columns(frame, [self.key, self.time_column], type(self).__name__)
-        code = pd.Index(self.keys_).get_indexer(frame[self.key].to_numpy().astype(str))
+        code = fitted_index(self, "keys_").get_indexer(frame[self.key].to_numpy().astype(str))
         known = code >= 0
         code = np.where(known, code, 0).astype(np.int64)
         t = pd.to_numeric(frame[self.time_column], errors="coerce").to_numpy(np.float64)

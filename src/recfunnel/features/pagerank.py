@@ -25,7 +25,7 @@ import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError, DataError
 from recfunnel.core.matrix import InteractionMatrix
-from recfunnel.features.base import FeatureBlock, FeatureStep, require_columns
+from recfunnel.features.base import FeatureBlock, FeatureStep, fitted_index, require_columns
 
 
 def item_pagerank(
@@ -113,7 +113,9 @@ class ItemPageRank(FeatureStep):
     def transform(self, frame: pd.DataFrame) -> FeatureBlock:
         self._check_fitted("scores_")
         require_columns(frame, [self.item_column], type(self).__name__)
-        pos = pd.Index(self.items_).get_indexer(frame[self.item_column].to_numpy().astype(str))
+        pos = fitted_index(self, "items_").get_indexer(
+            frame[self.item_column].to_numpy().astype(str)
+        )
         values = np.where(pos >= 0, self.scores_[np.maximum(pos, 0)], float(self.isolated_))
         return FeatureBlock(
             values.astype(np.float32)[:, None],

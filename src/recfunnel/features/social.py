@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError, NotFittedError
 from recfunnel.core.graph import SocialGraph
-from recfunnel.features.base import FeatureBlock, FeatureStep, require_columns
+from recfunnel.features.base import FeatureBlock, FeatureStep, fitted_index, require_columns
 
 
 class FriendEngagement(FeatureStep):
@@ -81,7 +81,7 @@ class FriendEngagement(FeatureStep):
         cached = getattr(self, "_aligned", None)
         if cached is not None and cached[0] == id(graph) and cached[1] == graph.n_users:
             return cached[2]
-        to_log = pd.Index(self.users_).get_indexer(graph.user_ids().astype(str))
+        to_log = fitted_index(self, "users_").get_indexer(graph.user_ids().astype(str))
         have = np.flatnonzero(to_log >= 0)
         align = sp.csr_matrix(
             (np.ones(len(have), np.float32), (have, to_log[have])),
@@ -100,7 +100,9 @@ class FriendEngagement(FeatureStep):
         require_columns(frame, [self.user_column, self.item_column], type(self).__name__)
         n = len(frame)
         out = np.zeros((n, 2), np.float32)
-        item = pd.Index(self.items_).get_indexer(frame[self.item_column].astype(str).to_numpy())
+        item = fitted_index(self, "items_").get_indexer(
+            frame[self.item_column].astype(str).to_numpy()
+        )
         # Each distinct user once: its graph row, friends (as log users) and friend count.
         u_codes, u_ids = pd.factorize(frame[self.user_column].astype(str).to_numpy())
         graph_row = self.graph_.encode(list(u_ids), missing="ignore")

@@ -157,6 +157,7 @@ class Funnel:
                 "features.friend_engagement", "needs the social graph: Funnel.fit(..., graph=)"
             )
         started = time.perf_counter()
+        self._chains: dict[int, RerankChain] = {}  # built from the fitted state, per slate size
         self.graph_ = graph
         self.users_ = interactions.users
         self.items_ = interactions.items
@@ -514,23 +515,22 @@ class Funnel:
         source = np.concatenate(source_l) if source_l else np.zeros(0, object)
         srt = np.lexsort((position, row))
         row, item, source = row[srt], item[srt], source[srt]
-        frame = pd.DataFrame(
-            {
-                "request": row + request_offset,
-                "user": users[row],
-                "item": item,
-                "user_id": self.users_.decode(users[row]),
-                "item_id": self.items_.decode(item),
-                "timestamp": np.full(len(row), now),
-                "source": source,
-            }
-        )
+        columns: dict[str, Any] = {
+            "request": row + request_offset,
+            "user": users[row],
+            "item": item,
+            "user_id": self.users_.decode(users[row]),
+            "item_id": self.items_.decode(item),
+            "timestamp": np.full(len(row), now),
+            "source": source,
+        }
         for name, (raw, z, rank) in per_gen.items():
-            frame[f"score_{name}"] = raw[row, item]
-            frame[f"z_{name}"] = z[row, item]
-            frame[f"rank_{name}"] = rank[row, item]
-        frame["_row"] = np.arange(len(frame))
-        return frame
+            columns[f"score_{name}"] = raw[row, item]
+            columns[f"z_{name}"] = z[row, item]
+            columns[f"rank_{name}"] = rank[row, item]
+        columns["_row"] = np.arange(len(row))
+        # One construction: inserting columns one by one rebuilds the frame's index each time.
+        return pd.DataFrame(columns)
 
     def _lists(
         self, frame: pd.DataFrame, scores: npt.NDArray[np.float64] | None, n_requests: int
@@ -553,6 +553,15 @@ class Funnel:
         return out
 
     def _chain(self, n: int) -> RerankChain:
+        """The re-ranking chain for slates of ``n``, built once per ``n`` (building checks
+        every step's parameters, which would otherwise cost each request ~1 ms)."""
+        cache: dict[int, RerankChain] = self.__dict__.setdefault("_chains", {})
+        chain = cache.get(n)
+        if chain is None:
+            chain = cache[n] = self._build_chain(n)
+        return chain
+
+    def _build_chain(self, n: int) -> RerankChain:
         cfg = self.config
         steps: list[tuple[str, Reranker]] = []
         for i, s in enumerate(cfg.rerank):
