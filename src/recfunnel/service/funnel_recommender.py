@@ -26,6 +26,7 @@ training catalogue only (``accepts_new_items`` is False).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -79,6 +80,9 @@ class FunnelRecommender:
         self.feature_log = feature_log
         self._forgotten: set[str] = set()
         self._lock = threading.Lock()
+        # At most one funnel pass per core at a time: the server's thread pool would otherwise
+        # run many at once, and they would spend the cores on switching the GIL.
+        self._slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
         gens = [g for g in funnel.config.retrieval if g.model not in _NOT_ITEM_TO_ITEM]
         first = (gens or list(funnel.config.retrieval))[0]
         self._similar = funnel.generators_[first.name]
@@ -117,7 +121,7 @@ class FunnelRecommender:
         ids = [_UNKNOWN if str(u) in forgotten else str(u) for u in user_ids]
         ctx = FunnelContext(attributes=dict(context or {}), exclude=blocked)
         log = self.feature_log is not None and request_ids is not None
-        with self.stage("funnel"):
+        with self.stage("funnel"), self._slots:
             trace = self.funnel.recommend_traced(ids, n, context=ctx, keep_features=log)
         if self.observe is not None:
             for name in STAGES:
