@@ -255,3 +255,8 @@ def test_train_a_funnel_into_a_registry_then_recommend_with_it(tmp_path) -> None
         out = runner.invoke(app, ["train", "--pipeline", str(toml), *base, *target, *extra])
         assert out.exit_code == 2, out.output
     assert not (tmp_path / "x").exists() and not (tmp_path / "r2").exists()
+    toml.write_text(FUNNEL_TOML + '[fallback]\ncontext_key = "country"\n')
+    out = runner.invoke(
+        app, ["train", "--pipeline", str(toml), *base, "--output", str(tmp_path / "x")]
+    )
+    assert out.exit_code == 2 and "fallback.context_key" in out.output

@@ -273,6 +273,17 @@ def test_delete_user(tmp_path: Path) -> None:
     assert {p.name for p in (tmp_path / "date=2022-01-08").iterdir()} <= names_before
     assert delete_user(tmp_path, "alice") == 0
     assert delete_user(tmp_path, "bob") == 3
+    # A request that was still running when alice was deleted logs nothing for her afterwards.
+    kept = log.log(
+        request_id="in-flight",
+        user_id="alice",
+        stage="rank",
+        item_ids=["y"],
+        features=_block(1, 7),
+        timestamp=T0,
+        shown=[True],
+    )
+    assert kept == 0 and log.n_buffered == 0
 
 
 def test_layouts_and_inputs_are_checked(tmp_path: Path) -> None:

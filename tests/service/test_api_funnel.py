@@ -170,3 +170,38 @@ def test_concurrent_requests_get_the_same_answers_as_one_at_a_time(funnel: Funne
     with ThreadPoolExecutor(max_workers=8) as pool:
         got = list(pool.map(lambda u: (u, rec.recommend([u], 5, history=[["i0"]])), users * 4))
     assert all(answer == want[u] for u, answer in got)
+
+
+def test_only_stages_that_ran_are_timed_and_positions_follow_the_light_scores(
+    tmp_path: Path, funnel: Funnel
+) -> None:
+    from recfunnel.pipeline.feature_log import FeatureLogger
+
+    seen: list[str] = []
+    pop_only = Funnel(
+        FunnelConfig.from_dict(
+            {"funnel": {"n": 3}, "retrieval": {"generators": [{"model": "pop", "quota": 4}]}}
+        )
+    ).fit(_log())
+    FunnelRecommender(pop_only, version="p", observe=lambda s, _t: seen.append(s)).recommend(
+        ["u0"], 3
+    )
+    assert set(seen) == {"funnel_retrieval", "funnel_rerank"}
+    with FeatureLogger(tmp_path / "logs", sample_rate=1.0) as log:
+        rec = FunnelRecommender(funnel, version="x", feature_log=log)
+        rec.recommend(["u4"], 5, request_ids=["r4"])
+    _, meta = read_feature_log(tmp_path / "logs")
+    assert sorted(meta["position"]) == list(range(len(meta)))
+    by_position = meta.sort_values("position")["score"].to_numpy()
+    assert (np.diff(by_position) <= 0).all()  # position 0 = best light score
+
+
+def test_a_saved_funnel_directory_is_versioned_by_all_its_parts(
+    tmp_path: Path, funnel: Funnel
+) -> None:
+    from recfunnel.service.registry import resolve
+
+    other = Funnel(FunnelConfig.from_dict({**CONFIG, "funnel": {"n": 7}})).fit(_log())
+    a = resolve(funnel.save(tmp_path / "a"))
+    b = resolve(other.save(tmp_path / "b"))
+    assert a is not None and b is not None and a[0] != b[0] and a[0].startswith("sha-")

@@ -376,7 +376,16 @@ def train(
             from recfunnel.pipeline.funnel import Funnel
             from recfunnel.pipeline.funnel_config import load_funnel_config
 
-            trainable: Any = Funnel(load_funnel_config(pipeline))
+            funnel_config = load_funnel_config(pipeline)
+            if funnel_config.fallback.context_key:
+                # Funnel.fit(popular_in_context=...) needs per-context popular lists, which
+                # this command does not build: better refused than silently empty.
+                raise funnel_config.locate(
+                    "fallback.context_key",
+                    "`recfunnel train --pipeline` does not build per-context popular lists; "
+                    "unset it, or fit the funnel in Python with Funnel.fit(popular_in_context=)",
+                )
+            trainable: Any = Funnel(funnel_config)
             model = "funnel"
         else:
             trainable = make_generator(model, **params)

@@ -140,6 +140,9 @@ class FeatureLogger:
         # (date, layout) -> list of column chunks, in logging order.
         self._buffer: dict[tuple[str, Layout], list[dict[str, Any]]] = {}
         self._n_buffered = 0
+        # Users deleted through this logger: rows for them logged later (a request that was
+        # already running when the deletion came) are dropped, not written.
+        self._deleted: set[str] = set()
 
     def _check_params(self) -> None:
         if not 0.0 <= float(self.sample_rate) <= 1.0:
@@ -211,6 +214,8 @@ class FeatureLogger:
             "sparse": block.sparse[rows],
         }
         with self._lock:
+            if user_id is not None and str(user_id) in self._deleted:
+                return 0
             self._buffer.setdefault((utc_date(timestamp), layout), []).append(chunk)
             self._n_buffered += k
             if self._n_buffered >= int(self.max_buffered_rows):
@@ -248,11 +253,14 @@ class FeatureLogger:
     def delete_user(self, user_id: str) -> int:
         """Remove ``user_id``'s rows from the buffer and from every file under ``root``.
 
-        Returns the number of rows removed. Rows another process still buffers are not
-        reached: run this where no logger of that user is live, or again after they flush.
+        Returns the number of rows removed. From then on this logger drops rows logged for the
+        user (e.g. by a request that was running when the deletion came). Rows another process
+        still buffers are not reached: run this where no logger of that user is live, or again
+        after they flush.
         """
         removed = 0
         with self._lock:
+            self._deleted.add(str(user_id))
             for key, chunks in list(self._buffer.items()):
                 kept = []
                 for c in chunks:

@@ -207,24 +207,26 @@ class LightGBMRanker(Ranker):
     def _compile(self) -> None:
         """Derive the compiled scorer from ``booster_`` (after fit and load) and compile its
         kernel, so that the first request is not slow; nothing with ``predictor="lightgbm"``
-        (it is derived on the first compiled request if the predictor changes later)."""
-        if hasattr(self, "compiled_"):
-            del self.compiled_
+        (it is derived on the first compiled request if the predictor changes later).
+
+        Built into a local and assigned once: a request in another thread reads either the
+        old or the new scorer, never a missing one."""
         if self.predictor != "compiled":
+            self.__dict__.pop("compiled_", None)
             return
         from recfunnel.ranking._tree_predict import TreeEnsemble
 
         try:
-            compiled = TreeEnsemble.from_booster(self.booster_)
+            compiled: TreeEnsemble | None = TreeEnsemble.from_booster(self.booster_)
         except ConfigError as err:
             warnings.warn(
                 f"{type(self).__name__}: {err}; scoring with LightGBM's own predictor",
                 RuntimeWarning,
                 stacklevel=3,
             )
-            self.compiled_ = None
-            return
-        compiled.warm_up()
+            compiled = None
+        if compiled is not None:
+            compiled.warm_up()
         self.compiled_ = compiled
 
     @property
@@ -235,10 +237,11 @@ class LightGBMRanker(Ranker):
     def _predict(self, features: RankerFeatures) -> FloatArray:
         self._check_predictor()
         if self.predictor == "compiled":
-            if not hasattr(self, "compiled_"):
+            if "compiled_" not in self.__dict__:
                 self._compile()
-            if self.compiled_ is not None:
-                return self.compiled_.predict(self._matrix(features)).astype(np.float32)
+            compiled = self.compiled_  # read once
+            if compiled is not None:
+                return compiled.predict(self._matrix(features)).astype(np.float32)
         scores = self.booster_.predict(self._matrix(features), num_threads=int(self.n_threads))
         return np.asarray(scores, dtype=np.float32)
 

@@ -125,7 +125,8 @@ class FunnelRecommender:
             trace = self.funnel.recommend_traced(ids, n, context=ctx, keep_features=log)
         if self.observe is not None:
             for name in STAGES:
-                self.observe(f"funnel_{name}", trace.seconds[name])
+                if trace.seconds[name] > 0:  # stages that did not run (no heavy stage, ...)
+                    self.observe(f"funnel_{name}", trace.seconds[name])
         out = [_cut(lst, n, blocked[r]) for r, lst in enumerate(trace.lists["rerank"])]
         if log:
             assert request_ids is not None
@@ -146,6 +147,10 @@ class FunnelRecommender:
         for r in np.unique(req).tolist():
             rows = np.flatnonzero(req == r)
             served = {i for i, _ in out[r]}
+            # Position = rank by the light stage's score (ties: retrieval order).
+            scores = trace.light_scores[rows]
+            rank = np.empty(len(rows), np.int64)
+            rank[np.argsort(-scores, kind="stable")] = np.arange(len(rows))
             self.feature_log.log(
                 request_id=str(request_ids[r]),
                 user_id=ids[r],
@@ -154,7 +159,8 @@ class FunnelRecommender:
                 features=_take(block, rows),
                 timestamp=now,
                 shown=[i in served for i in items[rows].tolist()],
-                scores=trace.light_scores[rows],
+                scores=scores,
+                positions=rank,
                 model_versions=versions,
             )
 

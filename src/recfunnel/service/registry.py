@@ -219,6 +219,8 @@ def resolve(model_dir: str | os.PathLike[str]) -> tuple[str, Path] | None:
     root = Path(model_dir)
     if (root / "manifest.json").is_file():
         manifest = read_artifact_manifest(root)
+        if manifest.get("format") == FUNNEL_FORMAT:
+            return f"sha-{_tree_digest(root)[:12]}", root
         return f"sha-{str(manifest.get('arrays_sha256', ''))[:12]}", root
     if not root.is_dir():
         raise ConfigError(f"{root}: no such model directory or registry")
@@ -229,6 +231,19 @@ def resolve(model_dir: str | os.PathLike[str]) -> tuple[str, Path] | None:
     if not path.is_dir():
         raise ArtifactError(f"{root / CURRENT} names {version!r}, but {path} does not exist")
     return version, path
+
+
+def _tree_digest(root: Path) -> str:
+    """sha256 over every ``manifest.json`` below ``root`` (names and bytes). A funnel's own
+    arrays hold only its popularity and seen lists; its parts' manifests carry their
+    configuration and their own checksums, so two different funnels get different digests."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("manifest.json")):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def load_recommender(
