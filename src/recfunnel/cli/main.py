@@ -290,7 +290,9 @@ def evaluate(
         payload = report.to_dict()
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
-    Console(width=max(100, Console().width)).print(report.render_table(payload))
+    out = Console()
+    # A terminal keeps its own width; a file or pipe gets room for every column.
+    (out if out.is_terminal else Console(width=220)).print(report.render_table(payload))
     for cmp in payload["comparisons"]:
         lo, hi = cmp["ci95"]
         typer.echo(

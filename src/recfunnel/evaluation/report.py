@@ -88,27 +88,34 @@ class EvaluationReport:
         write_json_atomic(Path(path), payload if payload is not None else self.to_dict())
 
     def render_table(self, payload: dict[str, Any] | None = None) -> Any:
-        """A rich ``Table``: one row per metric, one column per model (mean [95% CI])."""
+        """A rich ``Table``: one row per model, one column per metric at the smallest cut-off
+        (mean [95% CI]), then coverage and seconds; every cut-off is in the JSON report. Rows
+        per model keep the table readable however many models a run compares."""
         from rich.table import Table
 
         doc = payload if payload is not None else self.to_dict()
         table = Table(title=f"{doc['dataset']} · split {doc['split']} · seed {doc['seed']}")
-        table.add_column("metric")
         models = doc["models"]
-        for model in models:
-            table.add_column(f"{model}\nmean [95% CI]", justify="right")
-        names = list(next(iter(models.values()))["metrics"]) if models else []
-        for n in names:
+        first = next(iter(models.values())) if models else {"metrics": {}, "coverage": {}}
+        names = list(first["metrics"])
+        ks = sorted({int(n.split("@")[1]) for n in names if "@" in n})
+        shown = [n for n in names if "@" not in n or int(n.split("@")[1]) == ks[0]] if ks else names
+        covered = [n for n in first.get("coverage", {}) if not ks or n.endswith(f"@{ks[0]}")]
+        table.add_column("model")
+        for n in shown:
+            table.add_column(f"{n}\nmean [95% CI]", justify="right")
+        for n in covered:
+            table.add_column(n, justify="right")
+        table.add_column("fit s", justify="right")
+        table.add_column("eval s", justify="right")
+        for model, entry in models.items():
             cells = []
-            for entry in models.values():
+            for n in shown:
                 lo, hi = entry["ci95"][n]
                 cells.append(f"{entry['metrics'][n]:.4f} [{lo:.4f}, {hi:.4f}]")
-            table.add_row(n, *cells)
-        for key in ("coverage",):
-            for n in next(iter(models.values()))[key] if models else []:
-                table.add_row(n, *(f"{e[key][n]:.4f}" for e in models.values()))
-        table.add_row("fit seconds", *(f"{e['fit_seconds']:.2f}" for e in models.values()))
-        table.add_row("eval seconds", *(f"{e['eval_seconds']:.2f}" for e in models.values()))
+            cells += [f"{entry['coverage'][n]:.4f}" for n in covered]
+            cells += [f"{entry['fit_seconds']:.2f}", f"{entry['eval_seconds']:.2f}"]
+            table.add_row(model, *cells)
         return table
 
     def plot(self, path: str | os.PathLike[str]) -> Path:
