@@ -137,7 +137,9 @@ def run(
         max_users=max_users,
         progress=True,
     )
-    out = Console(width=max(100, Console().width))
+    out = Console()
+    if not out.is_terminal:  # a file or pipe gets room for every column
+        out = Console(width=220)
     warm = reports.warm.to_dict()
     out.print(reports.warm.render_table(warm))
     for cmp in warm["comparisons"]:
