@@ -205,3 +205,21 @@ def test_a_saved_funnel_directory_is_versioned_by_all_its_parts(
     a = resolve(funnel.save(tmp_path / "a"))
     b = resolve(other.save(tmp_path / "b"))
     assert a is not None and b is not None and a[0] != b[0] and a[0].startswith("sha-")
+
+
+def test_the_feature_log_is_written_while_the_server_runs(
+    tmp_path: Path, funnel_registry: Path, make_client: Callable[..., TestClient]
+) -> None:
+    import time
+
+    logs = tmp_path / "flushed"
+    client = make_client(
+        funnel_registry, feature_log_dir=logs, feature_log_sample_rate=1.0,
+        feature_log_flush_seconds=0.1,
+    )  # fmt: skip
+    rid = client.get("/v1/users/u5/recommendations?n=3", headers=R).json()["request_id"]
+    deadline = time.monotonic() + 10
+    while not list(logs.rglob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    _, meta = read_feature_log(logs)  # written without a shutdown
+    assert set(meta["request_id"]) == {rid}

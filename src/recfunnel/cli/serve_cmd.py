@@ -81,6 +81,9 @@ def serve(
         float,
         typer.Option(help="Share of the candidates not shown that the feature log keeps."),
     ] = 0.01,
+    feature_log_flush_seconds: Annotated[
+        float, typer.Option(help="Write the feature log's buffered rows this often.")
+    ] = 30.0,
     log_level: Annotated[str, typer.Option(help="critical|error|warning|info|debug")] = "info",
 ) -> None:
     """Serve the HTTP API (keys from RECFUNNEL_WRITE_KEY and RECFUNNEL_READ_KEY)."""
@@ -100,6 +103,7 @@ def serve(
             history_limit=history_limit,
             feature_log_dir=feature_log_dir,
             feature_log_sample_rate=feature_log_sample_rate,
+            feature_log_flush_seconds=feature_log_flush_seconds,
         )
         app = create_app(settings)
     except ValidationError as exc:

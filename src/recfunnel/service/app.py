@@ -22,6 +22,7 @@ Layout of the API (one router module per resource, in ``service/routers``)::
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -127,10 +128,19 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.poll_seconds is not None:
             services.models.start_polling(settings.poll_seconds)
+        stop_flushing = threading.Event()
+        if services.feature_log is not None:
+            threading.Thread(
+                target=_flush_every,
+                args=(services.feature_log, settings.feature_log_flush_seconds, stop_flushing),
+                name="recfunnel-feature-log-flush",
+                daemon=True,
+            ).start()
         try:
             yield
         finally:
             services.models.stop_polling()
+            stop_flushing.set()
             if services.feature_log is not None:
                 services.feature_log.flush()
             if owns_store:
@@ -194,6 +204,16 @@ def _items_with_attributes(store: Store) -> Iterable[dict[str, Any]]:
         ):  # fmt: skip
             if attributes and attributes != "{}":
                 yield {"item_id": item_id, "attributes": json.loads(attributes)}
+
+
+def _flush_every(feature_log: FeatureLogger, seconds: float, stop: threading.Event) -> None:
+    """Write the feature log's buffered rows every ``seconds`` until ``stop`` is set, so a
+    crash loses at most that much of it (served features are not acknowledged writes)."""
+    while not stop.wait(seconds):
+        try:
+            feature_log.flush()
+        except OSError as exc:  # the rows stay buffered; the next flush retries
+            log.warning("feature log flush failed, will retry: %s", exc)
 
 
 def _swapped(rec: Recommender, metrics: ServiceMetrics) -> None:

@@ -53,7 +53,8 @@ class ServiceSettings(BaseModel):
     * ``feature_log_dir``: when a funnel is served, log the features of the candidates its
       light stage scored to date-partitioned Parquet here (the served slate always, the rest
       with probability ``feature_log_sample_rate``), under each response's request id;
-      ``None`` logs nothing. Deleting a user deletes their logged rows too.
+      ``None`` logs nothing. Buffered rows are written every ``feature_log_flush_seconds``
+      (and at shutdown). Deleting a user deletes their logged rows too.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -69,6 +70,7 @@ class ServiceSettings(BaseModel):
     request_log_size: int = Field(default=100_000, ge=0)
     feature_log_dir: Path | None = None
     feature_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    feature_log_flush_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:
