@@ -39,3 +39,22 @@ def test_dense_and_blocked_similarities_are_identical(monkeypatch) -> None:
         blocked = knn.ItemKNN(k=25, shrink=shrink, block_size=128).fit(data).similarity_
         monkeypatch.undo()
         assert (dense != blocked).nnz == 0 and dense.nnz == blocked.nnz > 0
+
+
+def test_large_inputs_take_the_kernel_path_with_the_same_answer() -> None:
+    rng = np.random.default_rng(2)
+    # >= 1M entries: the numba threshold kernel; rows with few and with many positives, ties.
+    sim = (rng.integers(0, 6, size=(1100, 1000)) * (rng.random((1100, 1000)) < 0.3)).astype(
+        np.float32
+    ) / 5
+    sim[:50, :] = 0.0
+    sim[50:60, :5] = 0.4  # fewer positives than k
+    sim[50:60, 5:] = 0.0
+    for k in (1, 7, 100, 400):
+        got = _top_neighbours(sim, k)
+        idx, val = topk(sim, k)
+        want = np.zeros_like(got)
+        rows = np.repeat(np.arange(len(sim)), k)
+        keep = (idx.ravel() >= 0) & (val.ravel() != 0)
+        want[rows[keep], idx.ravel()[keep]] = True
+        assert (got == want).all(), k

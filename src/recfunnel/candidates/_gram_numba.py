@@ -44,8 +44,30 @@ def upper_gram(u_ptr, u_idx, u_val, i_ptr, i_usr, i_val, out):  # type: ignore[n
 
 
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the kernel."""
+    """Compile (or load from numba's cache) the kernels, for the float32 inputs they get."""
     ptr = np.array([0, 1], np.int64)
     idx = np.array([0], np.int32)
     val = np.ones(1, np.float32)
     upper_gram(ptr, idx, val, ptr, idx, val, np.zeros((1, 1), np.float32))
+    kth_largest_positive(np.ones((1, 2), np.float32), 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def kth_largest_positive(a, k):  # type: ignore[no-untyped-def]
+    """Per row of ``a``, its ``k``-th largest value when the row has more than ``k`` positive
+    entries, else 0: ItemKNN's neighbour threshold. Partitions only the positive entries of
+    each row (a fraction of the catalogue), where ``np.partition`` over whole rows costs the
+    full width."""
+    b, n = a.shape
+    out = np.zeros(b, dtype=a.dtype)
+    buf = np.empty(n, dtype=a.dtype)
+    for r in range(b):
+        m = 0
+        for c in range(n):
+            v = a[r, c]
+            if v > 0:
+                buf[m] = v
+                m += 1
+        if m > k:
+            out[r] = np.partition(buf[:m], m - k)[m - k]
+    return out

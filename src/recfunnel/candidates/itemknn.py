@@ -35,15 +35,16 @@ def _top_neighbours(sim: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.bool
            [False, False,  True, False]])
     """
     n = sim.shape[1]
-    positive = sim > 0
     if k >= n:
-        return positive
-    # Rows with at most k positive entries keep them all (their k-th value is 0): only the
-    # others need a selection, which is most of the cost.
-    busy = np.flatnonzero(positive.sum(axis=1) > k)
-    kth = np.zeros(len(sim), sim.dtype)
-    if len(busy):
-        kth[busy] = np.partition(sim[busy], n - k, axis=1)[:, n - k]
+        return sim > 0
+    # The k-th largest value per row (0 for rows with at most k positive entries, which keep
+    # them all): a numba kernel that partitions only the positive entries for large inputs.
+    if sim.size >= 1_000_000 and sim.dtype == np.float32 and sim.flags.c_contiguous:
+        from recfunnel.candidates._gram_numba import kth_largest_positive
+
+        kth = kth_largest_positive(sim, k)
+    else:
+        kth = np.maximum(np.partition(sim, n - k, axis=1)[:, n - k], 0)
     # Rows with a positive k-th value: everything >= it, unless more ties than places remain.
     chosen = sim >= np.where(kth > 0, kth, np.inf)[:, None]
     chosen |= sim > np.maximum(kth, 0.0)[:, None]
