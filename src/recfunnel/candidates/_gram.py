@@ -26,12 +26,13 @@ def item_gram(seen: sp.csr_matrix, dtype: type[np.floating]) -> npt.NDArray[np.f
     if x.nnz < 50_000:
         return np.triu((x.T @ x).toarray()).astype(dtype, copy=False)
     from recfunnel.candidates._gram_numba import upper_gram
+    from recfunnel.core.concurrency import PARALLEL_KERNEL_LOCK
 
     c = x.tocsc()
-    return upper_gram(
-        x.indptr.astype(np.int64), x.indices, x.data, c.indptr.astype(np.int64), c.indices,
-        c.data, np.zeros((n, n), dtype),
-    )  # fmt: skip
+    out = np.zeros((n, n), dtype)
+    u_ptr, i_ptr = x.indptr.astype(np.int64), c.indptr.astype(np.int64)
+    with PARALLEL_KERNEL_LOCK:  # one parallel launch at a time (core.concurrency)
+        return upper_gram(u_ptr, x.indices, x.data, i_ptr, c.indices, c.data, out)
 
 
 def mirror_upper(a: npt.NDArray[np.floating], block: int = 256) -> npt.NDArray[np.floating]:

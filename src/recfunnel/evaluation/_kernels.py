@@ -13,14 +13,15 @@ visited first wins. No ``order`` means "lower column index first".
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-# One parallel kernel launch at a time (numba's workqueue layer; see _topk_numba).
-_LAUNCH = threading.Lock()
+from recfunnel.core.concurrency import PARALLEL_KERNEL_LOCK
+
+# One parallel kernel launch at a time, process-wide (numba's workqueue layer).
+_LAUNCH = PARALLEL_KERNEL_LOCK
 
 
 def _kernel() -> Any:

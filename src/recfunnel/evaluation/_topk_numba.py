@@ -14,14 +14,12 @@ import os
 import numba
 import numpy as np
 
-# numba's OpenMP layer slows torch down by an order of magnitude afterwards in the same
-# process on this kind of machine (measured: BPR epochs on ml-1m went from 5 s to 80 s after
-# one validation pass, as the two OpenMP runtimes' worker threads fight over the cores). The
-# workqueue layer is as fast for this kernel and leaves torch alone. It does not allow two
-# threads to launch a parallel kernel at once, so ``_kernels`` holds a lock around the call.
-# An explicit NUMBA_THREADING_LAYER from the user wins.
+from recfunnel.core.concurrency import NUMBA_THREADING_LAYER
+
+# The workqueue threading layer, not OpenMP (see recfunnel.core.concurrency); launches hold
+# PARALLEL_KERNEL_LOCK (in ``_kernels``). An explicit NUMBA_THREADING_LAYER from the user wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
 
 
 @numba.njit(inline="always")
