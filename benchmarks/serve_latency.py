@@ -135,12 +135,12 @@ def fill_store(
     with open_store(url) as store:
         if store.counts()["interactions"]:
             return
-        names = item_ids or [f"i{j}" for j in range(n_items)]
         rows = [
-            {"event_id": f"{u}-{k}", "user_id": u, "item_id": names[int(i)]}
+            {"event_id": f"{u}-{k}", "user_id": u,
+             "item_id": item_ids[int(i)] if item_ids else f"i{int(i)}"}
             for u in users
-            for k, i in enumerate(rng.integers(0, len(names), per_user))
-        ]
+            for k, i in enumerate(rng.integers(0, n_items, per_user))
+        ]  # fmt: skip
         for start in range(0, len(rows), 10_000):
             store.add_interactions(rows[start : start + 10_000])
 

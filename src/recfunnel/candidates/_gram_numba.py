@@ -15,17 +15,14 @@ Module-level and ``cache=True`` so that numba compiles it once per machine, not 
 # mypy: ignore-errors
 from __future__ import annotations
 
-import os
-
 import numba
 import numpy as np
 
-from recfunnel.core.concurrency import NUMBA_THREADING_LAYER, PARALLEL_KERNEL_LOCK
+from recfunnel.core.concurrency import PARALLEL_KERNEL_LOCK
 
-# The workqueue threading layer, not OpenMP (see recfunnel.core.concurrency); callers hold
-# PARALLEL_KERNEL_LOCK around upper_gram. An explicit NUMBA_THREADING_LAYER wins.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = NUMBA_THREADING_LAYER
+# Importing the evaluator's kernel module also sets numba's threading layer (workqueue, see
+# recfunnel.core.concurrency); its sorted-index search is the one used here.
+from recfunnel.evaluation._topk_numba import find
 
 #: Rows are dealt to the threads round-robin in this many interleaved strides: row a does
 #: work for the items after a only, so contiguous halves would leave one thread idle.
@@ -44,16 +41,8 @@ def upper_gram(u_ptr, u_idx, u_val, i_ptr, i_usr, i_val, out):  # type: ignore[n
             for t in range(i_ptr[a], i_ptr[a + 1]):
                 u = i_usr[t]
                 va = i_val[t]
-                # Start at item a in the user's sorted list: only b >= a.
-                lo = u_ptr[u]
-                hi = u_ptr[u + 1]
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if u_idx[mid] < a:
-                        lo = mid + 1
-                    else:
-                        hi = mid
-                for s in range(lo, u_ptr[u + 1]):
+                # Start at item a in the user's sorted list (u has a): only b >= a.
+                for s in range(find(u_idx, u_ptr[u], u_ptr[u + 1], a), u_ptr[u + 1]):
                     row[u_idx[s]] += va * u_val[s]
     return out
 

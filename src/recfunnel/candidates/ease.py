@@ -27,8 +27,9 @@ class EASE(CandidateGenerator):
 
     ``reg`` is λ, the L2 penalty on B. As λ grows, B tends to XᵀX / λ off the diagonal: raw
     co-occurrence counts, which favour popular items.
-    ``max_items`` bounds the catalogue size: fitting needs about ``3 · n² · 8`` bytes at its
-    peak (the sparse and the dense Gram matrix, then P and B), so a larger
+    ``max_items`` bounds the catalogue size: fitting needs about ``n² · 4`` bytes at its peak
+    with float32 (the dense Gram matrix, inverted and turned into B in place; ``n² · 12`` with
+    float64, whose B is then copied to float32), so a larger
     catalogue is refused before anything is allocated; ``max_items=None`` lifts the bound.
     ``similar_items(i)`` ranks by row i of B: the scores of a user who has only item i.
     ``dtype``: precision of the Gram matrix and its Cholesky inverse. ``"float32"`` (default)
@@ -58,14 +59,14 @@ class EASE(CandidateGenerator):
         if self.dtype not in ("float32", "float64"):
             raise ConfigError(f"EASE.dtype must be 'float32' or 'float64', got {self.dtype!r}")
         n = interactions.n_items
+        single = self.dtype == "float32"
         if self.max_items is not None and n > self.max_items:
-            gib = 3 * n * n * 8 / 2**30
+            gib = n * n * (4 if single else 12) / 2**30
             raise ConfigError(
                 f"EASE needs a dense {n:,} x {n:,} item-item matrix (about {gib:,.1f} GiB to fit), "
                 f"above max_items={self.max_items:,}; filter rare items first, or pass "
                 "max_items=None if the machine has the memory"
             )
-        single = self.dtype == "float32"
         gram = item_gram(self.seen_, np.float32 if single else np.float64)
         gram[np.diag_indices(n)] += self.reg
         # Cholesky inverse (potrf + potri): half the flops of a general inverse, as XᵀX + λI is

@@ -443,15 +443,17 @@ def recommend(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Recommend items for users (or similar items) with a saved model or funnel."""
+    from functools import partial
+
     from recfunnel.candidates import load_generator
     from recfunnel.core.errors import ConfigError
 
     try:
         if not user and not item:
             raise ConfigError("give --user or --item")
-        out: dict[str, list[dict[str, object]]] = {}
         from recfunnel.service.registry import FUNNEL_FORMAT, read_artifact_manifest
 
+        # Two listers, each mapping ids to one list of (item id, score) pairs per id.
         if read_artifact_manifest(model).get("format") == FUNNEL_FORMAT:
             if include_seen:
                 raise ConfigError("--include-seen: a funnel never recommends seen items")
@@ -459,23 +461,23 @@ def recommend(
             from recfunnel.service.funnel_recommender import FunnelRecommender
 
             served = FunnelRecommender(Funnel.load(model), version="cli")
-            for key, ids, fn in (("user", user, served.recommend), ("item", item, None)):
-                if not ids:
-                    continue
-                got = fn(ids, n) if fn else served.similar_items(ids, n)
-                out.update(
-                    {f"{key}:{k}": [{"item_id": i, "score": v} for i, v in lst]
-                     for k, lst in zip(ids, got, strict=True)}
-                )  # fmt: skip
-            user = item = None
+            for_users = partial(served.recommend, n=n)
+            for_items = partial(served.similar_items, n=n)
         else:
             generator = load_generator(model)
-        if user:
-            lists = generator.recommend(user, n=n, exclude_seen=not include_seen)
-            out.update({f"user:{u}": _as_rows(r) for u, r in zip(user, lists, strict=True)})
-        if item:
-            lists = generator.similar_items(item, n=n)
-            out.update({f"item:{i}": _as_rows(r) for i, r in zip(item, lists, strict=True)})
+
+            def for_users(ids: list[str]) -> list[list[tuple[str, float]]]:
+                lists = generator.recommend(ids, n=n, exclude_seen=not include_seen)
+                return [_pairs(r) for r in lists]
+
+            def for_items(ids: list[str]) -> list[list[tuple[str, float]]]:
+                return [_pairs(r) for r in generator.similar_items(ids, n=n)]
+
+        out: dict[str, list[dict[str, object]]] = {}
+        for key, ids, lister in (("user", user, for_users), ("item", item, for_items)):
+            if ids:
+                for k, pairs in zip(ids, lister(ids), strict=True):
+                    out[f"{key}:{k}"] = [{"item_id": i, "score": s} for i, s in pairs]
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
     if as_json:
@@ -488,11 +490,9 @@ def recommend(
             typer.echo(f"  {rank:>3}. {row['item_id']}\t{row['score']:.4f}")
 
 
-def _as_rows(scored: object) -> list[dict[str, object]]:
-    return [
-        {"item_id": i, "score": s}
-        for i, s in zip(scored.ids, scored.scores, strict=True)  # type: ignore[attr-defined]
-    ]
+def _pairs(scored: object) -> list[tuple[str, float]]:
+    """A ``ScoredList`` as (item id, score) pairs, the service recommenders' shape."""
+    return list(zip(scored.ids, scored.scores, strict=True))  # type: ignore[attr-defined]
 
 
 @app.command()
