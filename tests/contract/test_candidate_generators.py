@@ -203,3 +203,45 @@ def test_corrupt_artefacts_are_refused(fitted, tmp_path) -> None:
         load_generator(path)
     with pytest.raises(ArtifactError, match=r"manifest\.json missing"):
         load_generator(tmp_path / "nowhere")
+
+
+def test_score_pairs_equal_dense_scores(fitted) -> None:
+    """The funnel's candidate-scoped features score only the candidates; every generator
+    must give exactly what its dense scores hold (embedding models compute the pairs
+    directly, the rest gather from dense rows)."""
+    model, data, _ = fitted
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, data.n_users, 200)
+    items = rng.integers(0, data.n_items, 200)
+    dense = model.score_users(np.arange(data.n_users))
+    pairs = model.score_pairs(users, items)
+    assert pairs.dtype == np.float32 and pairs.shape == (200,)
+    np.testing.assert_allclose(pairs, dense[users, items], rtol=1e-6, atol=1e-7)
+    assert model.score_pairs([], []).shape == (0,)
+    with pytest.raises(ConfigError, match="out of range"):
+        model.score_pairs([0], [data.n_items])
+    with pytest.raises(ConfigError, match="2 users but 1 items"):
+        model.score_pairs([0, 1], [0])
+
+
+def test_top_unblocked_equals_masked_topk(fitted) -> None:
+    """``top_unblocked`` (what candidate-scoped retrieval calls) equals the exact top-k of the
+    dense scores with the blocked cells removed, ties to the lower index, padded when short."""
+    import scipy.sparse as sp
+
+    from recfunnel.core.topk import topk
+
+    model, data, _ = fitted
+    users = np.arange(data.n_users)
+    seen = data.to_csr(binary=True)
+    rng = np.random.default_rng(1)
+    extra = sp.random(data.n_users, data.n_items, density=0.2, random_state=rng, format="csr")
+    blocked = ((seen + extra) > 0).astype(np.float32).tocsr()
+    for k in (3, data.n_items):
+        idx, val = model.top_unblocked(users, k, blocked)
+        dense = np.array(model.score_users(users), np.float32, copy=True)
+        dense[blocked.toarray() > 0] = -np.inf
+        want_idx, want_val = topk(dense, k)
+        np.testing.assert_array_equal(idx, want_idx)
+        np.testing.assert_allclose(val, want_val, rtol=1e-6)
+    assert (idx == -1).any()  # k = whole catalogue: blocked items leave padding

@@ -34,7 +34,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.core.generator import CandidateGenerator, SideInfo
+from recfunnel.core.generator import CandidateGenerator, SideInfo, pair_dot
 from recfunnel.core.matrix import InteractionMatrix
 
 if TYPE_CHECKING:
@@ -560,6 +560,11 @@ class BPRTrainedEmbeddings(CandidateGenerator):
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return _dot(self.user_embeddings_[users], self.item_embeddings_)
+
+    def _score_pairs(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        return pair_dot(self.user_embeddings_, self.item_embeddings_, users, items)
 
     def _score_similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         # Cosine, not the dot product: raw norms grow with popularity and would rank the

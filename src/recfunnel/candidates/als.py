@@ -23,7 +23,13 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.core.generator import CandidateGenerator, ScoredList, SearchSpace, SideInfo
+from recfunnel.core.generator import (
+    CandidateGenerator,
+    ScoredList,
+    SearchSpace,
+    SideInfo,
+    pair_dot,
+)
 from recfunnel.core.matrix import InteractionMatrix
 
 #: Item histories of users to fold in: one list of item ids per user, or a users x items sparse
@@ -134,6 +140,11 @@ class ALS(CandidateGenerator):
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return _dot(self.user_factors_[users], self.item_factors_)
+
+    def _score_pairs(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        return pair_dot(self.user_factors_, self.item_factors_, users, items)
 
     def _score_similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         # Cosine, as implicit's similar_items: raw inner products favour the long vectors of

@@ -6,6 +6,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.generator import CandidateGenerator, SideInfo
@@ -42,6 +43,30 @@ class Popularity(CandidateGenerator):
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.broadcast_to(self.item_scores_, (len(users), len(self.item_scores_)))
+
+    def _score_pairs(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        return self.item_scores_[items]
+
+    def _top_unblocked(
+        self, users: npt.NDArray[np.int64], k: int, blocked: sp.csr_matrix
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        # The same list for everyone: walk the popularity order, skipping each row's blocked
+        # items (at most k + |blocked row| steps), instead of a top-k over the catalogue.
+        order = self.__dict__.get("_order")
+        if order is None:
+            s = self.item_scores_
+            order = self.__dict__["_order"] = np.lexsort((np.arange(len(s)), -s))
+        idx = np.full((len(users), k), -1, np.int64)
+        val = np.full((len(users), k), -np.inf, np.float32)
+        for r in range(len(users)):
+            row = blocked.indices[blocked.indptr[r] : blocked.indptr[r + 1]]
+            head = order[: k + len(row)]
+            head = head[~np.isin(head, row)][:k]
+            idx[r, : len(head)] = head
+            val[r, : len(head)] = self.item_scores_[head]
+        return idx, val
 
     def _score_similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return np.broadcast_to(self.item_scores_, (len(items), len(self.item_scores_)))

@@ -32,7 +32,13 @@ from recfunnel.candidates._tower_features import (
     stable_hash,
 )
 from recfunnel.core.errors import ConfigError, NotFittedError, UnknownIdError
-from recfunnel.core.generator import CandidateGenerator, ScoredList, SearchSpace, SideInfo
+from recfunnel.core.generator import (
+    CandidateGenerator,
+    ScoredList,
+    SearchSpace,
+    SideInfo,
+    pair_dot,
+)
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.topk import topk
 
@@ -546,6 +552,11 @@ class TwoTower(CandidateGenerator):
 
     def _score_users(self, users: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         return _dot(self.user_vectors_[users], self.item_vectors_)
+
+    def _score_pairs(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        return pair_dot(self.user_vectors_, self.item_vectors_, users, items)
 
     def _score_similar(self, items: npt.NDArray[np.int64]) -> npt.NDArray[np.float32]:
         # Directions only: the bias says how popular an item is, not what it is like.

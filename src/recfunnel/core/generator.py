@@ -32,6 +32,8 @@ from recfunnel.core.topk import topk
 
 ARTIFACT_FORMAT = "recfunnel.CandidateGenerator"
 ARTIFACT_VERSION = 1
+#: Dense score cells computed at once by the default pair scoring and top-k (~64 MB).
+_DENSE_CELLS = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,79 @@ class CandidateGenerator(Params, ABC):
             raise ConfigError(f"user indices out of range 0..{len(self.users_) - 1}")
         return self._score_users(idx)
 
+    def score_pairs(self, users: npt.ArrayLike, items: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Score of ``items[j]`` for ``users[j]`` (indices, same length): what
+        ``score_users(users)[j, items[j]]`` holds, computed without scoring the whole catalogue
+        where the model can (embedding models: one inner product per pair).
+
+        >>> from recfunnel.candidates import make_generator
+        >>> m = InteractionMatrix.from_arrays(list("aabbc"), list("xyxzx"))
+        >>> make_generator("pop").fit(m).score_pairs([0, 2], [0, 1]).tolist()
+        [3.0, 1.0]
+        """
+        self._check_fitted()
+        u = np.asarray(users, dtype=np.int64).ravel()
+        i = np.asarray(items, dtype=np.int64).ravel()
+        if len(u) != len(i):
+            raise ConfigError(f"score_pairs: {len(u)} users but {len(i)} items")
+        if u.size and (u.min() < 0 or u.max() >= len(self.users_)):
+            raise ConfigError(f"user indices out of range 0..{len(self.users_) - 1}")
+        if i.size and (i.min() < 0 or i.max() >= len(self.items_)):
+            raise ConfigError(f"item indices out of range 0..{len(self.items_) - 1}")
+        return np.asarray(self._score_pairs(u, i), dtype=np.float32)
+
+    def _score_pairs(
+        self, users: npt.NDArray[np.int64], items: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.float32]:
+        """Default: dense scores of the distinct users (in chunks of at most ~16M cells),
+        gathered. Models that can score a pair directly override this."""
+        out = np.empty(len(users), np.float32)
+        uniq, inverse = np.unique(users, return_inverse=True)
+        step = max(1, _DENSE_CELLS // max(len(self.items_), 1))
+        for a in range(0, len(uniq), step):
+            sel = (inverse >= a) & (inverse < a + step)
+            dense = self._score_users(uniq[a : a + step])
+            out[sel] = dense[inverse[sel] - a, items[sel]]
+        return out
+
+    def top_unblocked(
+        self, users: npt.ArrayLike, k: int, blocked: sp.csr_matrix
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Each user's ``k`` best items outside row ``r`` of ``blocked`` (``B x n_items``,
+        e.g. seen plus excluded items): item indices and scores, ``B x k``, best first, ties to
+        the lower index, padded with ``-1`` / ``-inf`` where fewer items are left.
+
+        >>> from recfunnel.candidates import make_generator
+        >>> m = InteractionMatrix.from_arrays(list("aabbc"), list("xyxzx"))
+        >>> g = make_generator("pop").fit(m)
+        >>> g.top_unblocked([2], 2, sp.csr_matrix(([1.0], ([0], [0])), shape=(1, 3)))[0]
+        array([[1, 2]])
+        """
+        self._check_fitted()
+        u = np.asarray(users, dtype=np.int64).ravel()
+        if k <= 0:
+            raise ConfigError(f"k must be positive, got {k}")
+        if blocked.shape != (len(u), len(self.items_)):
+            raise ConfigError(f"blocked must be {len(u)} x {len(self.items_)}, got {blocked.shape}")
+        if u.size and (u.min() < 0 or u.max() >= len(self.users_)):
+            raise ConfigError(f"user indices out of range 0..{len(self.users_) - 1}")
+        return self._top_unblocked(u, int(k), blocked.tocsr())
+
+    def _top_unblocked(
+        self, users: npt.NDArray[np.int64], k: int, blocked: sp.csr_matrix
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """Default: dense scores, blocked cells set to ``-inf``, exact top-k (in chunks)."""
+        idx = np.full((len(users), k), -1, np.int64)
+        val = np.full((len(users), k), -np.inf, np.float32)
+        step = max(1, _DENSE_CELLS // max(len(self.items_), 1))
+        for a in range(0, len(users), step):
+            scores = np.array(self._score_users(users[a : a + step]), np.float32, copy=True)
+            part = blocked[a : a + step]
+            rows = np.repeat(np.arange(part.shape[0]), np.diff(part.indptr))
+            scores[rows, part.indices] = -np.inf
+            idx[a : a + step], val[a : a + step] = topk(scores, k)
+        return idx, val
+
     def recommend(
         self, user_ids: Sequence[str], n: int = 10, *, exclude_seen: bool = True
     ) -> list[ScoredList]:
@@ -240,6 +315,20 @@ class EmbeddingModel(Protocol):
     def item_vectors(self) -> npt.NDArray[np.float32]:
         """``n_items x d`` vectors, row = item index."""
         ...
+
+
+def pair_dot(
+    user_vectors: npt.NDArray[np.floating],
+    item_vectors: npt.NDArray[np.floating],
+    users: npt.NDArray[np.int64],
+    items: npt.NDArray[np.int64],
+) -> npt.NDArray[np.float32]:
+    """``user_vectors[users[j]] · item_vectors[items[j]]`` for each pair, in float64 rounded to
+    float32 (as the dense scoring of the embedding models computes it)."""
+    u = user_vectors[users].astype(np.float64)
+    v = item_vectors[items].astype(np.float64)
+    out: npt.NDArray[np.float32] = np.einsum("ij,ij->i", u, v).astype(np.float32)
+    return out
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

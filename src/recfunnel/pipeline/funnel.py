@@ -48,9 +48,10 @@ import scipy.sparse as sp
 from recfunnel.candidates import load_generator, make_generator
 from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
-from recfunnel.core.generator import CandidateGenerator, ScoredList
+from recfunnel.core.generator import CandidateGenerator, EmbeddingModel, ScoredList
 from recfunnel.core.graph import SocialGraph
 from recfunnel.core.ids import IdIndex
+from recfunnel.core.index import VectorIndex
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.ranker import LabelledFeatures, Ranker
 from recfunnel.core.rerank import RerankContext, Reranker, Slate
@@ -233,12 +234,34 @@ class Funnel:
                 raise self.config.locate(f"retrieval.generators[{i}]", str(exc)) from None
             gens[g.name] = gen.fit(interactions, graph=getattr(self, "graph_", None))
         self.generators_ = gens
+        self.indexes_ = self._build_indexes()
         self.seen_ = interactions.to_csr(binary=True)
         self.now_ = _last_time(interactions) + 1.0
         counts = np.diff(self.seen_.tocsc().indptr)
         order = np.lexsort((np.arange(len(counts)), -counts))
         self.popular_ = order[: self.config.fallback.popular_top].astype(np.int64)
         self.popular_counts_ = counts[self.popular_].astype(np.float64)
+
+    def _build_indexes(self) -> dict[str, VectorIndex]:
+        """A vector index over the item vectors of each generator configured with one."""
+        from recfunnel.index import make_index
+
+        out: dict[str, VectorIndex] = {}
+        for i, g in enumerate(self.config.retrieval):
+            if g.index is None:
+                continue
+            gen = self.generators_[g.name]
+            where = f"retrieval.generators[{i}].index"
+            if not isinstance(gen, EmbeddingModel):
+                raise self.config.locate(
+                    where, f"{g.model} has no item vectors to index (embedding models only)"
+                )
+            try:
+                index = make_index(g.index, metric=gen.metric, **g.index_params)
+            except ConfigError as exc:
+                raise self.config.locate(where, str(exc)) from None
+            out[g.name] = index.build(gen.item_vectors(), gen.items_.ids)
+        return out
 
     def _training_rows(self, fit_part: InteractionMatrix, labels: InteractionMatrix) -> RankerRows:
         tr = self.config.training
@@ -473,6 +496,8 @@ class Funnel:
                 (np.ones(int(ok.sum()), np.float32), (er[ok], ec[ok])), shape=(b, n_items)
             )
             blocked = (blocked + extra_block).tocsr()
+        if self.config.scope == "candidates":
+            return self._scoped_candidates(users, blocked, extra, now, request_offset)
         b_rows = np.repeat(np.arange(b), np.diff(blocked.indptr))
         taken = np.zeros((b, n_items), bool)
         taken[b_rows, blocked.indices] = True  # never propose what is blocked
@@ -531,6 +556,96 @@ class Funnel:
         columns["_row"] = np.arange(len(row))
         # One construction: inserting columns one by one rebuilds the frame's index each time.
         return pd.DataFrame(columns)
+
+    def _scoped_candidates(
+        self,
+        users: npt.NDArray[np.int64],
+        blocked: sp.csr_matrix,
+        extra: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
+        now: float,
+        request_offset: int,
+    ) -> pd.DataFrame:
+        """:meth:`_candidates` with ``retrieval.scope = "candidates"``: each generator retrieves
+        its quota (through its index when it has one), and scores only the merged candidates;
+        ``z_<g>`` and ``rank_<g>`` are relative to the request's retrieved candidates (random
+        negatives are placed against them but do not move them), so nothing per request is of
+        the catalogue's size."""
+        b, n_items = len(users), len(self.items_)
+        names = [g.name for g in self.config.retrieval]
+        rows_l, items_l, pos_l, src_l = [], [], [], []
+        offset = 0
+        for gi, g in enumerate(self.config.retrieval):
+            idx = self._retrieve(g.name, users, g.quota, blocked) if b else np.zeros((0, 0), int)
+            ok = idx >= 0
+            r = np.broadcast_to(np.arange(b)[:, None], idx.shape)
+            pos = np.broadcast_to(np.arange(idx.shape[1])[None, :] + offset, idx.shape)
+            rows_l.append(r[ok])
+            items_l.append(idx[ok])
+            pos_l.append(pos[ok])
+            src_l.append(np.full(int(ok.sum()), gi, np.int64))
+            offset += g.quota
+        row = np.concatenate(rows_l).astype(np.int64) if rows_l else np.zeros(0, np.int64)
+        item = np.concatenate(items_l).astype(np.int64) if items_l else np.zeros(0, np.int64)
+        position = np.concatenate(pos_l).astype(np.int64) if pos_l else np.zeros(0, np.int64)
+        src = np.concatenate(src_l) if src_l else np.zeros(0, np.int64)
+        # De-duplicate: an item proposed twice keeps its first (lowest) merged position.
+        key = row * n_items + item
+        order = np.lexsort((position, key))
+        first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
+        row, item, position, src = row[first], item[first], position[first], src[first]
+        retrieved = np.ones(len(row), bool)
+        if extra is not None and len(extra[0]):
+            er, ei = (np.asarray(a, np.int64) for a in extra)
+            ekey = er * n_items + ei
+            _, uniq = np.unique(ekey, return_index=True)
+            uniq = np.sort(uniq)
+            new = uniq[~np.isin(ekey[uniq], row * n_items + item)]
+            row = np.r_[row, er[new]]
+            item = np.r_[item, ei[new]]
+            position = np.r_[position, offset + np.arange(len(new))]
+            src = np.r_[src, np.full(len(new), len(names), np.int64)]
+            retrieved = np.r_[retrieved, np.zeros(len(new), bool)]
+        srt = np.lexsort((position, row))
+        row, item, src, retrieved = row[srt], item[srt], src[srt], retrieved[srt]
+        labels = np.array([*names, "random"], dtype=object)
+        columns: dict[str, Any] = {
+            "request": row + request_offset,
+            "user": users[row],
+            "item": item,
+            "user_id": self.users_.decode(users[row]),
+            "item_id": self.items_.decode(item),
+            "timestamp": np.full(len(row), now),
+            "source": labels[src],
+        }
+        for name in names:
+            raw = self.generators_[name].score_pairs(users[row], item)
+            z, rank = _relative_to_candidates(row, raw, retrieved, b)
+            columns[f"score_{name}"] = raw
+            columns[f"z_{name}"] = z
+            columns[f"rank_{name}"] = rank
+        columns["_row"] = np.arange(len(row))
+        return pd.DataFrame(columns)
+
+    def _retrieve(
+        self, name: str, users: npt.NDArray[np.int64], k: int, blocked: sp.csr_matrix
+    ) -> npt.NDArray[np.int64]:
+        """Item indices (``B x k``, ``-1`` padded) of generator ``name``'s best unblocked items:
+        from its vector index when it has one, else from its own top-k."""
+        gen = self.generators_[name]
+        index = self.__dict__.get("indexes_", {}).get(name)
+        if index is None:
+            return gen.top_unblocked(users, k, blocked)[0]
+        item_ids = self.items_.ids
+        exclude = [
+            item_ids[blocked.indices[blocked.indptr[r] : blocked.indptr[r + 1]]]
+            for r in range(len(users))
+        ]
+        ids, _ = index.search(gen.user_vectors(users), k, exclude=exclude)  # type: ignore[attr-defined]
+        flat = ids.ravel()
+        out = np.full(flat.shape, -1, np.int64)
+        found = np.flatnonzero(flat != None)  # noqa: E711 (object array: elementwise)
+        out[found] = self.items_.encode(flat[found].tolist(), missing="ignore")
+        return out.reshape(ids.shape)
 
     def _lists(
         self, frame: pd.DataFrame, scores: npt.NDArray[np.float64] | None, n_requests: int
@@ -630,6 +745,8 @@ class Funnel:
         with staged_directory(target) as tmp:
             for name, gen in self.generators_.items():
                 gen.save(tmp / "generators" / name)
+            for name, index in self.__dict__.get("indexes_", {}).items():
+                index.save(tmp / "indexes" / name)
             if self.features_ is not None:
                 self.features_.save(tmp / "features")
             if self.light_ is not None:
@@ -682,6 +799,13 @@ class Funnel:
             raise ArtifactError(f"{mpath}: generators {manifest.get('generators')} != {expected}")
         funnel.generators_ = {
             name: load_generator(p / "generators" / Path(name).name) for name in expected
+        }
+        from recfunnel.index import load_index
+
+        funnel.indexes_ = {
+            g.name: load_index(p / "indexes" / Path(g.name).name)
+            for g in funnel.config.retrieval
+            if g.index is not None
         }
         funnel.graph_ = None  # data, not part of the artefact: see attach_graph
         parts = manifest.get("parts", {})
@@ -737,6 +861,57 @@ def _ordered(
     frame: pd.DataFrame, scores: npt.NDArray[np.float64], keep: npt.NDArray[np.int64]
 ) -> tuple[pd.DataFrame, npt.NDArray[np.float64]]:
     return frame.iloc[keep].reset_index(drop=True), scores[keep]
+
+
+def _orderable(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+    """Unsigned keys that sort like the float32 values (sign bit flipped for positives, all
+    bits for negatives); ``-0.0`` counts as ``0.0``."""
+    bits = (np.asarray(x, np.float32) + np.float32(0.0)).view(np.uint32)
+    flip = np.where(bits >> np.uint32(31), np.uint32(0xFFFFFFFF), np.uint32(0x80000000))
+    return (bits ^ flip).astype(np.uint64)
+
+
+def _relative_to_candidates(
+    request: npt.NDArray[np.int64],
+    scores: npt.NDArray[np.float32],
+    reference: npt.NDArray[np.bool_],
+    n_requests: int,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """Per row: the score's z-score against the ``reference`` rows of its request (mean and
+    population standard deviation; a constant request gives 0), and its rank among them
+    (1 + how many reference rows of the request score strictly higher).
+
+    >>> z, r = _relative_to_candidates(np.array([0, 0, 0, 1]),
+    ...     np.array([3.0, 1.0, 2.0, 5.0], np.float32), np.array([True, True, False, True]), 2)
+    >>> z.tolist(), r.tolist()
+    ([1.0, -1.0, 0.0, 0.0], [1.0, 2.0, 2.0, 1.0])
+    """
+    s = np.asarray(scores, np.float32)
+    s64 = s.astype(np.float64)
+    with np.errstate(invalid="ignore"):  # an infinite score gives NaN (missing), as in catalogue
+        z = _z_within(request, s64, reference, n_requests)
+    key = (request.astype(np.uint64) << np.uint64(32)) | _orderable(s)
+    ref = np.sort(key[reference])
+    next_request = np.arange(1, n_requests + 1, dtype=np.uint64) << np.uint64(32)
+    ends = np.searchsorted(ref, next_request, side="left")
+    higher = ends[request] - np.searchsorted(ref, key, side="right")
+    return z, (higher + 1).astype(np.float32)
+
+
+def _z_within(
+    request: npt.NDArray[np.int64],
+    s64: npt.NDArray[np.float64],
+    reference: npt.NDArray[np.bool_],
+    n_requests: int,
+) -> npt.NDArray[np.float32]:
+    ref_req = request[reference]
+    cnt = np.bincount(ref_req, minlength=n_requests).astype(np.float64)
+    total = np.bincount(ref_req, weights=s64[reference], minlength=n_requests)
+    mean = total / np.maximum(cnt, 1.0)
+    dev = s64[reference] - mean[ref_req]
+    var = np.bincount(ref_req, weights=dev * dev, minlength=n_requests) / np.maximum(cnt, 1.0)
+    sd = np.sqrt(var)
+    return ((s64 - mean[request]) / np.where(sd > 0, sd, 1.0)[request]).astype(np.float32)
 
 
 def _events(m: InteractionMatrix) -> pd.DataFrame:

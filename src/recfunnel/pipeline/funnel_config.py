@@ -18,7 +18,7 @@ with every key explained, is ``configs/funnel.toml``.
 ...                        source="f.toml")
 Traceback (most recent call last):
 ...
-recfunnel.core.errors.ConfigError: f.toml: retrieval.generators[0]: unknown key 'qouta'; known keys: model, name, params, quota
+recfunnel.core.errors.ConfigError: f.toml: retrieval.generators[0]: unknown key 'qouta'; known keys: index, index_params, model, name, params, quota
 """  # noqa: E501
 
 from __future__ import annotations
@@ -43,6 +43,11 @@ class GeneratorConfig:
     model: str
     quota: int
     params: dict[str, Any] = field(default_factory=dict)
+    #: A vector index kind (``hnsw``, ``ivfpq``, ...) that retrieves this generator's
+    #: candidates instead of scoring the whole catalogue; embedding models only, and only with
+    #: ``retrieval.scope = "candidates"``.
+    index: str | None = None
+    index_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,9 @@ class TrainingConfig:
     seed: int = 0
 
 
+#: Values of ``retrieval.scope``.
+SCOPES = ("catalogue", "candidates")
+
 DEFAULT_FEATURES = (
     FeatureStepConfig("retrieval", "retrieval"),
     FeatureStepConfig("zscore", "retrieval", {"score_prefix": "z_"}),
@@ -109,6 +117,11 @@ class FunnelConfig:
 
     n: int = 10
     retrieval: tuple[GeneratorConfig, ...] = ()
+    #: What the retrieval features (``z_<g>``, ``rank_<g>``) are relative to: ``"catalogue"``
+    #: (every item, so each generator scores the whole catalogue per request) or
+    #: ``"candidates"`` (the request's retrieved candidates only: each generator scores just
+    #: those, and indexes may retrieve; what makes million-item catalogues servable).
+    scope: str = "catalogue"
     features: tuple[FeatureStepConfig, ...] = DEFAULT_FEATURES
     #: Add the "friends" step (friend engagement with the candidate item; needs the social
     #: graph: ``Funnel.fit(..., graph=...)``).
@@ -129,7 +142,10 @@ class FunnelConfig:
         """The configuration as plain data, in the layout :meth:`from_dict` reads."""
         out: dict[str, Any] = {
             "funnel": {"n": self.n},
-            "retrieval": {"generators": [asdict(g) for g in self.retrieval]},
+            "retrieval": {
+                "scope": self.scope,
+                "generators": [_generator_dict(g) for g in self.retrieval],
+            },
             "features": {
                 "steps": [asdict(s) for s in self.features],
                 "friend_engagement": self.friend_engagement,
@@ -156,14 +172,32 @@ class FunnelConfig:
         n = top.integer("n", 10, minimum=1)
 
         ret = root.table("retrieval")
-        ret.only("generators")
+        ret.only("generators", "scope")
+        scope = ret.choice("scope", "catalogue", SCOPES)
         generators = []
         for g in ret.tables("generators", required=True):
-            g.only("name", "model", "quota", "params")
+            g.only("name", "model", "quota", "params", "index", "index_params")
             model = g.string("model")
+            index = g.string("index", None)
+            if index is not None:
+                from recfunnel.index import REGISTRY as INDEXES
+
+                if index not in INDEXES:
+                    g.fail("index", f"unknown index kind {index!r}; available: "
+                           f"{', '.join(sorted(INDEXES))}")  # fmt: skip
+                if scope != "candidates":
+                    g.fail("index", 'an index retrieves only with retrieval.scope = "candidates"')
+            index_params = g.params("index_params")
+            if index_params and index is None:
+                g.fail("index_params", "given without an index")
             generators.append(
                 GeneratorConfig(
-                    g.string("name", model), model, g.integer("quota", minimum=1), g.params()
+                    g.string("name", model),
+                    model,
+                    g.integer("quota", minimum=1),
+                    g.params(),
+                    index,
+                    index_params,
                 )
             )
         names = [g.name for g in generators]
@@ -237,6 +271,7 @@ class FunnelConfig:
         return cls(
             n=n,
             retrieval=tuple(generators),
+            scope=scope,
             features=steps or DEFAULT_FEATURES,
             friend_engagement=friend_engagement,
             light=stages["light"],
@@ -250,6 +285,13 @@ class FunnelConfig:
     def locate(self, key: str, message: str) -> ConfigError:
         """A :class:`ConfigError` that names this configuration's file and ``key``."""
         return ConfigError(f"{self.source}: {key}: {message}")
+
+
+def _generator_dict(g: GeneratorConfig) -> dict[str, Any]:
+    out = asdict(g)
+    if g.index is None:
+        del out["index"], out["index_params"]
+    return out
 
 
 def load_funnel_config(path: str | os.PathLike[str]) -> FunnelConfig:
@@ -371,10 +413,10 @@ class _Table:
             self.fail(name, f"expected true or false, got {value!r}")
         return bool(value)
 
-    def params(self) -> dict[str, Any]:
-        value = self._get("params", {}, False)
+    def params(self, name: str = "params") -> dict[str, Any]:
+        value = self._get(name, {}, False)
         if not isinstance(value, dict):
-            self.fail("params", f"expected a table of parameters, got {value!r}")
+            self.fail(name, f"expected a table of parameters, got {value!r}")
         return dict(value)
 
 
