@@ -19,11 +19,21 @@ In the same run: the raw FAISS query (``IndexHNSWFlat.search`` on the loaded ind
 one thread, the same user vectors) p50, the ratio end-to-end p50 / raw FAISS p50, and the
 server's peak RSS (VmHWM).
 
+``--funnel CONFIG`` serves a trained funnel instead (published to the registry the same way):
+``--funnel-dataset ml-1m`` trains it on MovieLens-1M; ``--funnel-dataset synthetic`` on a
+synthetic log of ``--users`` users and ``--items`` items (``--seen`` events per user), which with
+``configs/funnel_1m.toml`` is the full funnel over a million-item catalogue (ALS through HNSW,
+popularity, LightGBM light and heavy rankers, re-ranking). Its peers in the same run: the raw
+FAISS query of the funnel's own index (its ALS user vectors, k = the ALS quota) and the
+in-process ``Funnel.recommend`` p50.
+
 Targets (issue 5): p99 ≤ 20 ms at ≥ 300 requests/s; end-to-end p50 ≤ 2 × raw FAISS p50.
 
 Run:  .venv/bin/python benchmarks/serve_latency.py                 (1M items; the first run
       builds the index, minutes; later runs reuse --workdir)
       .venv/bin/python benchmarks/serve_latency.py --items 50000  (a smoke run)
+      .venv/bin/python benchmarks/serve_latency.py --funnel configs/funnel_1m.toml \
+          --funnel-dataset synthetic --users 50000 --seen 20   (the full funnel, 1M items)
 Writes reports/serve_latency.json (or --output).
 """
 
@@ -97,12 +107,32 @@ def build_funnel_registry(
     from recfunnel.pipeline.funnel_config import load_funnel_config
     from recfunnel.service.registry import current_version, publish_model
 
-    data = load_dataset(args.funnel_dataset, cache_dir=Path(args.cache_dir).expanduser())
+    started = time.perf_counter()
+    if args.funnel_dataset == "synthetic":
+        from recfunnel.data.synthetic import SyntheticGenerator
+
+        data = SyntheticGenerator(
+            n_users=args.users, n_items=args.items, n_interactions=args.users * args.seen,
+            n_factors=32, n_categories=200, seed=args.seed, progress=True,
+        ).generate()  # fmt: skip
+        print(f"drew {len(data.interactions):,} synthetic interactions over {args.items:,} items "
+              f"in {time.perf_counter() - started:.0f} s", flush=True)  # fmt: skip
+    else:
+        data = load_dataset(args.funnel_dataset, cache_dir=Path(args.cache_dir).expanduser())
     matrix = InteractionMatrix.from_dataset(data)
     registry = root / "registry"
     if current_version(registry) is None:
-        started = time.perf_counter()
-        funnel = Funnel(load_funnel_config(args.funnel)).fit(matrix)
+        config = load_funnel_config(args.funnel)
+        valid = None
+        if config.training.labels == "valid":
+            from recfunnel.data.splits import random_split
+
+            parts = random_split(matrix, (0.9, 0.1), seed=args.seed)
+            matrix, valid = parts.train, parts.valid if len(parts.valid) else parts.test
+        funnel = Funnel(config).fit(
+            matrix, valid=valid, log=lambda m: print(f"  {m}", flush=True)
+        )
+        print(f"  fitted in {funnel.fit_seconds_:.0f} s", flush=True)
         publish_model(funnel.save(root / "funnel"), registry, version="bench-funnel")
         print(f"trained and published the funnel in {time.perf_counter() - started:.0f} s")
     else:
@@ -121,6 +151,31 @@ def funnel_inprocess_p50(registry: Path, users: list[str], n: int) -> float:
     for j in range(n):
         t = time.perf_counter_ns()
         funnel.recommend([users[j % len(users)]], 10)
+        times.append(time.perf_counter_ns() - t)
+    return float(np.percentile(times[n // 10 :], 50)) / 1e6
+
+
+def funnel_faiss_p50(registry: Path, users: list[str], n: int) -> float | None:
+    """p50 (ms) of one raw FAISS query against the index of the funnel's first indexed
+    generator (its user vector, k = that generator's quota), or None without an index."""
+    from recfunnel.index import load_index
+    from recfunnel.pipeline.funnel import Funnel
+    from recfunnel.service.registry import VERSIONS, current_version
+
+    path = registry / VERSIONS / str(current_version(registry))
+    funnel = Funnel.load(path)
+    indexed = [g for g in funnel.config.retrieval if g.index is not None]
+    if not indexed:
+        return None
+    g = indexed[0]
+    gen = funnel.generators_[g.name]
+    raw = load_index(path / "indexes" / g.name).faiss_index
+    vectors = gen.user_vectors(gen.users_.encode(users))  # type: ignore[attr-defined]
+    times = []
+    for j in range(n):
+        q = np.ascontiguousarray(vectors[j % len(vectors) : j % len(vectors) + 1])
+        t = time.perf_counter_ns()
+        raw.search(q, g.quota)
         times.append(time.perf_counter_ns() - t)
     return float(np.percentile(times[n // 10 :], 50)) / 1e6
 
@@ -316,7 +371,12 @@ def main() -> int:
         help="serve this funnel configuration (trained on --funnel-dataset) instead of the "
         "synthetic 1M-item retrieval model; the peer is the in-process Funnel.recommend",
     )
-    p.add_argument("--funnel-dataset", default="ml-1m")
+    p.add_argument(
+        "--funnel-dataset",
+        default="ml-1m",
+        help="a dataset name, or 'synthetic': --users users, --items items and --seen events per "
+        "user drawn by recfunnel's SyntheticGenerator (latent factors, Zipf popularity)",
+    )
     p.add_argument("--index", choices=sorted(INDEX_PARAMS), default="hnsw")
     p.add_argument("--cache-dir", default="~/.cache/recfunnel")
     p.add_argument("--workdir", type=Path, default=Path("reports/serve_bench"))
@@ -325,16 +385,24 @@ def main() -> int:
     args = p.parse_args()
     rng = np.random.default_rng(args.seed + 1)
     if args.funnel is not None:
-        root = args.workdir / f"funnel-{args.funnel_dataset}-{args.funnel.stem}"
+        data_name = args.funnel_dataset
+        if data_name == "synthetic":
+            data_name = f"synthetic-{args.items}x{args.users}"
+        root = args.workdir / f"funnel-{data_name}-{args.funnel.stem}"
         root.mkdir(parents=True, exist_ok=True)
         registry, all_users, all_items = build_funnel_registry(args, root)
         size = min(args.query_users, len(all_users))
         users = [all_users[j] for j in rng.choice(len(all_users), size=size, replace=False)]
         store_url = f"sqlite:///{root / 'events.db'}"
         fill_store(store_url, users, args.history, len(all_items), args.seed, all_items)
-        raw = funnel_inprocess_p50(registry, users, 500)
-        peer = "in-process Funnel.recommend"
-        print(f"{peer} p50: {raw:.3f} ms", flush=True)
+        inproc = funnel_inprocess_p50(registry, users, 500)
+        print(f"in-process Funnel.recommend p50: {inproc:.3f} ms", flush=True)
+        faiss_p50 = funnel_faiss_p50(registry, users, 3000)
+        if faiss_p50 is None:
+            raw, peer = inproc, "in-process Funnel.recommend"
+        else:
+            raw, peer = faiss_p50, "raw FAISS (the funnel's index)"
+            print(f"raw FAISS query of the funnel's index p50: {raw:.3f} ms", flush=True)
     else:
         suffix = "" if args.index == "hnsw" else f"-{args.index}"
         root = args.workdir / f"{args.items}x{args.dim}{suffix}"
@@ -377,7 +445,13 @@ def main() -> int:
             "index": {"kind": args.index, **INDEX_PARAMS[args.index]},
         }
         if args.funnel is None
-        else {"funnel": str(args.funnel), "dataset": args.funnel_dataset},
+        else {
+            "funnel": str(args.funnel),
+            "dataset": args.funnel_dataset,
+            "in_process_funnel_p50_ms": round(inproc, 3),
+            **({"items": args.items, "users": args.users} if args.funnel_dataset == "synthetic"
+               else {}),
+        },
         "peer": peer,
         "server_start_s": round(start_s, 1),
         "raw_faiss_p50_ms": round(raw, 3),

@@ -419,7 +419,8 @@ class Funnel:
         t0 = time.perf_counter()
         users = self.users_.encode(ids, missing="ignore")
         warm = users >= 0
-        warm[warm] = np.diff(self.seen_.indptr)[users[warm]] > 0
+        indptr = self.seen_.indptr
+        warm[warm] = indptr[users[warm] + 1] > indptr[users[warm]]
         rows_warm = np.flatnonzero(warm)
         exclude = None
         if ctx.exclude is not None:
@@ -427,14 +428,16 @@ class Funnel:
                 self.items_.encode(list(ctx.exclude[r]), missing="ignore")
                 for r in rows_warm.tolist()
             ]
-        frame = self._candidates(users[rows_warm], exclude, None, now, request_offset=0)
         # Requests are numbered by position in the batch.
-        frame["request"] = rows_warm[frame["request"].to_numpy()]
+        frame = self._candidates(users[rows_warm], exclude, None, now, request_offset=rows_warm)
         empty = ScoredList((), ())
         lists: dict[str, list[ScoredList]] = {s: [empty] * len(ids) for s in LIST_STAGES}
-        lists["retrieval"] = self._lists(frame, None, len(ids))
+        # Later stages select rows of the candidate frame by position (no frame copies).
+        req = frame["request"].to_numpy()
+        item_ids = frame["item_id"].to_numpy(dtype=object)
+        lists["retrieval"] = _lists(req, item_ids, None, len(ids))
         seconds["retrieval"] = time.perf_counter() - t0
-        final = frame
+        sel = np.arange(len(frame))
         scores: npt.NDArray[np.float64] | None = None
         kept: dict[str, Any] = {}
         if self.light_ is not None and len(frame):
@@ -447,21 +450,20 @@ class Funnel:
             s = self._predict(self.light_, x)
             if keep_features:
                 kept = {"candidates": frame, "features": block, "light_scores": s}
-            keep = _top_per_request(frame["request"].to_numpy(), s, self.config.light.keep)
-            final, scores = _ordered(frame, s, keep)
-            lists["light"] = self._lists(final, scores, len(ids))
+            sel = _top_per_request(req, s, self.config.light.keep)
+            scores = s[sel]
+            lists["light"] = _lists(req[sel], item_ids[sel], scores, len(ids))
             seconds["light"] = time.perf_counter() - t0
             if self.heavy_ is not None:
                 assert self.config.heavy is not None
                 t0 = time.perf_counter()
-                sub = x.take(final["_row"].to_numpy())
-                s = self._predict(self.heavy_, sub)
-                keep = _top_per_request(final["request"].to_numpy(), s, self.config.heavy.keep)
-                final, scores = _ordered(final, s, keep)
-                lists["heavy"] = self._lists(final, scores, len(ids))
+                s = self._predict(self.heavy_, x.take(sel))
+                keep = _top_per_request(req[sel], s, self.config.heavy.keep)
+                sel, scores = sel[keep], s[keep]
+                lists["heavy"] = _lists(req[sel], item_ids[sel], scores, len(ids))
                 seconds["heavy"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ranked = self._lists(final, scores, len(ids))
+        ranked = _lists(req[sel], item_ids[sel], scores, len(ids))
         lists["rerank"] = self._rerank(ranked, ids, users, n, now, ctx)
         seconds["rerank"] = time.perf_counter() - t0
         return FunnelTrace(lists, seconds, **kept)
@@ -479,12 +481,13 @@ class Funnel:
         extra: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
         now: float,
         *,
-        request_offset: int,
+        request_offset: int | npt.NDArray[np.int64],
     ) -> pd.DataFrame:
         """Merged, de-duplicated candidates of known users with every generator's features.
 
         ``extra``: (row, item) pairs appended after the retrieved ones (random negatives).
-        Rows are ordered by request, then by merged retrieval order.
+        Rows are ordered by request, then by merged retrieval order. The ``request`` column is
+        ``request_offset + r`` for the r-th user, or ``request_offset[r]`` given an array.
         """
         b, n_items = len(users), len(self.items_)
         blocked = self.seen_[users].tocsr() if b else sp.csr_matrix((0, n_items))
@@ -541,7 +544,7 @@ class Funnel:
         srt = np.lexsort((position, row))
         row, item, source = row[srt], item[srt], source[srt]
         columns: dict[str, Any] = {
-            "request": row + request_offset,
+            "request": _request_numbers(row, request_offset),
             "user": users[row],
             "item": item,
             "user_id": self.users_.decode(users[row]),
@@ -563,7 +566,7 @@ class Funnel:
         blocked: sp.csr_matrix,
         extra: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
         now: float,
-        request_offset: int,
+        request_offset: int | npt.NDArray[np.int64],
     ) -> pd.DataFrame:
         """:meth:`_candidates` with ``retrieval.scope = "candidates"``: each generator retrieves
         its quota (through its index when it has one), and scores only the merged candidates;
@@ -609,7 +612,7 @@ class Funnel:
         row, item, src, retrieved = row[srt], item[srt], src[srt], retrieved[srt]
         labels = np.array([*names, "random"], dtype=object)
         columns: dict[str, Any] = {
-            "request": row + request_offset,
+            "request": _request_numbers(row, request_offset),
             "user": users[row],
             "item": item,
             "user_id": self.users_.decode(users[row]),
@@ -646,26 +649,6 @@ class Funnel:
         found = np.flatnonzero(flat != None)  # noqa: E711 (object array: elementwise)
         out[found] = self.items_.encode(flat[found].tolist(), missing="ignore")
         return out.reshape(ids.shape)
-
-    def _lists(
-        self, frame: pd.DataFrame, scores: npt.NDArray[np.float64] | None, n_requests: int
-    ) -> list[ScoredList]:
-        """Per request, the frame's items in frame order (scores: given, else descending)."""
-        out = [ScoredList((), ())] * n_requests
-        if not len(frame):
-            return out
-        req = frame["request"].to_numpy()
-        ids = frame["item_id"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]])
-        ends = np.r_[starts[1:], len(req)]
-        for a, e in zip(starts.tolist(), ends.tolist(), strict=True):
-            s = (
-                scores[a:e].tolist()
-                if scores is not None
-                else np.arange(e - a, 0, -1, dtype=np.float64).tolist()
-            )
-            out[int(req[a])] = ScoredList(tuple(ids[a:e].tolist()), tuple(s))
-        return out
 
     def _chain(self, n: int) -> RerankChain:
         """The re-ranking chain for slates of ``n``, built once per ``n`` (building checks
@@ -857,10 +840,35 @@ def _top_per_request(
     return order[rank < keep]
 
 
-def _ordered(
-    frame: pd.DataFrame, scores: npt.NDArray[np.float64], keep: npt.NDArray[np.int64]
-) -> tuple[pd.DataFrame, npt.NDArray[np.float64]]:
-    return frame.iloc[keep].reset_index(drop=True), scores[keep]
+def _request_numbers(
+    row: npt.NDArray[np.int64], offset: int | npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    if isinstance(offset, np.ndarray):
+        return offset[row].astype(np.int64)
+    return row + offset
+
+
+def _lists(
+    request: npt.NDArray[np.int64],
+    item_ids: npt.NDArray[np.object_],
+    scores: npt.NDArray[np.float64] | None,
+    n_requests: int,
+) -> list[ScoredList]:
+    """Per request, its rows' items in row order (rows grouped by request; scores: given,
+    else descending from the list's length)."""
+    out = [ScoredList((), ())] * n_requests
+    if not len(request):
+        return out
+    starts = np.flatnonzero(np.r_[True, request[1:] != request[:-1]])
+    ends = np.r_[starts[1:], len(request)]
+    for a, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        s = (
+            scores[a:e].tolist()
+            if scores is not None
+            else np.arange(e - a, 0, -1, dtype=np.float64).tolist()
+        )
+        out[int(request[a])] = ScoredList(tuple(item_ids[a:e].tolist()), tuple(s))
+    return out
 
 
 def _orderable(x: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
