@@ -201,3 +201,29 @@ def test_configuration_errors() -> None:
         FeaturePipeline([("a", NumericColumns(["age"])), ("a", NumericColumns(["age"]))]).fit(rows)
     raw = FeaturePipeline([("age", NumericColumns(["age"]))], normalize=False).fit(rows)
     assert raw.transform(rows).dense_names == ("age.age",)
+
+
+def test_columns_give_what_the_frame_gives(
+    fitted: tuple[FeaturePipeline, pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The serving path hands the pipeline numpy ``Columns`` instead of a DataFrame: every
+    step, whether it reads the arrays itself or gets them converted, gives the same block,
+    including for small batches (dict look-ups) and large ones (pandas index)."""
+    from recfunnel.features import Columns
+
+    pipe, rows, _ = fitted
+    for part in (rows.iloc[:7], rows, pd.concat([rows] * 20, ignore_index=True)):
+        cols = Columns({c: part[c].to_numpy() for c in part.columns})
+        a, b = pipe.transform(part), pipe.transform(cols)
+        np.testing.assert_array_equal(a.dense, b.dense)
+        np.testing.assert_array_equal(a.sparse, b.sparse)
+        assert a.dense_names == b.dense_names
+    for name, step in pipe.steps:
+        part = rows.iloc[:50]
+        cols = Columns({c: part[c].to_numpy() for c in part.columns})
+        readable = cols if step.reads_columns else cols.to_frame()
+        np.testing.assert_array_equal(
+            step.transform(part).dense, step.transform(readable).dense, err_msg=name
+        )
+    with pytest.raises(ConfigError, match="unequal lengths"):
+        Columns({"a": [1, 2], "b": [1]})

@@ -6,7 +6,7 @@ float32 and sparse int64 bucket-id columns, is the ranker's input. The stable ha
 engine is :func:`stable_hash64` (:mod:`recfunnel.features.hashing`).
 """
 
-from recfunnel.features.base import FeatureBlock, FeatureStep
+from recfunnel.features.base import Columns, FeatureBlock, FeatureStep
 from recfunnel.features.categorical import FeatureCross, HashedCategorical, MultiValued
 from recfunnel.features.context import ContextFeatures
 from recfunnel.features.counts import WindowedCounts
@@ -19,6 +19,7 @@ from recfunnel.features.social import FriendEngagement
 
 __all__ = [
     "STEPS",
+    "Columns",
     "ContextFeatures",
     "FeatureBlock",
     "FeatureCross",

@@ -24,6 +24,87 @@ if TYPE_CHECKING:
     from recfunnel.core.ranker import RankerFeatures
 
 
+class Columns:
+    """Candidate rows as named numpy columns of equal length: a read-only stand-in for a
+    DataFrame on the serving path.
+
+    Scoring a request's few hundred candidates, building a DataFrame and a Series per column
+    read costs more than computing the features; steps that declare ``reads_columns = True``
+    read these arrays directly (through :func:`column` / :func:`numeric_column`), and a
+    :class:`~recfunnel.features.pipeline.FeaturePipeline` hands the others ``to_frame()``.
+    ``len()`` is the number of rows, as for a DataFrame.
+
+    >>> c = Columns({"item_id": ["a", "b"], "score": [0.5, 1.5]})
+    >>> len(c), c.columns, c["score"].tolist(), "x" in c
+    (2, ('item_id', 'score'), [0.5, 1.5], False)
+    >>> c.to_frame().shape, c.take([1])["item_id"].tolist()
+    ((2, 2), ['b'])
+    """
+
+    __slots__ = ("_data", "_n")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        arrays = {str(k): np.asarray(v) for k, v in data.items()}
+        lengths = {len(a) for a in arrays.values()}
+        if len(lengths) > 1:
+            raise ConfigError(f"Columns of unequal lengths {sorted(lengths)}")
+        self._data = arrays
+        self._n = lengths.pop() if lengths else 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, name: str) -> npt.NDArray[Any]:
+        return self._data[name]
+
+    def __setitem__(self, name: str, values: npt.ArrayLike) -> None:
+        arr = np.asarray(values)
+        if len(arr) != self._n:
+            raise ConfigError(f"column {name!r} has {len(arr)} rows, not {self._n}")
+        self._data[str(name)] = arr
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._data
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(self._data)
+
+    def take(self, rows: npt.ArrayLike) -> Columns:
+        idx = np.asarray(rows, dtype=np.int64)
+        return Columns({k: v[idx] for k, v in self._data.items()})
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self._data)
+
+    def __repr__(self) -> str:
+        return f"Columns({self._n} rows: {', '.join(self._data)})"
+
+
+#: What feature steps read: a DataFrame, or :class:`Columns` when the step reads columns.
+Frame = pd.DataFrame | Columns
+
+
+def column(frame: Frame, name: str) -> npt.NDArray[Any]:
+    """Column ``name`` of ``frame`` as a numpy array (no copy from :class:`Columns`)."""
+    if isinstance(frame, Columns):
+        return frame[name]
+    return frame[name].to_numpy()
+
+
+def numeric_column(frame: Frame, name: str) -> npt.NDArray[np.float64]:
+    """Column ``name`` as float64; values that are not numbers become NaN (as
+    ``pd.to_numeric(errors="coerce")``)."""
+    if isinstance(frame, Columns):
+        arr = frame[name]
+        if arr.dtype.kind in "fiub":
+            return arr.astype(np.float64)
+        series: Any = pd.Series(arr)
+    else:
+        series = frame[name]
+    return pd.to_numeric(series, errors="coerce").to_numpy(np.float64, na_value=np.nan)
+
+
 @dataclass(frozen=True)
 class FeatureBlock:
     """Features of ``B`` rows: ``dense`` float32 ``B x Fd``, ``sparse`` int64 ``B x Fs``.
@@ -105,6 +186,33 @@ def fitted_index(step: object, attribute: str) -> pd.Index:
     return cached[1]
 
 
+def lookup_codes(step: object, attribute: str, values: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+    """Position of each of ``values`` (as strings) in the fitted key array
+    ``getattr(step, attribute)``, ``-1`` where absent, as ``pd.Index.get_indexer`` gives.
+
+    A few hundred rows (one request's candidates) are looked up in a dict built once per array
+    (the pandas index costs ~0.1 ms per call in conversions alone); larger batches go through
+    :func:`fitted_index`.
+    """
+    if len(values) > _DICT_LOOKUP_ROWS:
+        return fitted_index(step, attribute).get_indexer(np.asarray(values).astype(str))
+    keys = getattr(step, attribute)
+    slot = f"_{attribute}dict_cache"
+    cached = step.__dict__.get(slot)
+    if cached is None or cached[0] is not keys:
+        cached = step.__dict__[slot] = (keys, {str(k): i for i, k in enumerate(keys.tolist())})
+    get = cached[1].get
+    return np.fromiter(
+        (get(v if type(v) is str else str(v), -1) for v in np.asarray(values).tolist()),
+        dtype=np.intp,
+        count=len(values),
+    )
+
+
+#: Up to this many rows, :func:`lookup_codes` uses a dict.
+_DICT_LOOKUP_ROWS = 4096
+
+
 class FeatureStep(Params, ABC):
     """One named part of a :class:`~recfunnel.features.pipeline.FeaturePipeline`.
 
@@ -116,6 +224,9 @@ class FeatureStep(Params, ABC):
     name: ClassVar[str]
     #: Whether ``fit`` needs the event log (``events=``), not only the candidate rows.
     needs_events: ClassVar[bool] = False
+    #: Whether ``transform`` reads :class:`Columns` as well as DataFrames (through
+    #: :func:`column` / :func:`numeric_column`, ``len`` and ``.columns`` only).
+    reads_columns: ClassVar[bool] = False
 
     @abstractmethod
     def fit(self, frame: pd.DataFrame, events: pd.DataFrame | None = None) -> Self:
@@ -142,7 +253,7 @@ class FeatureStep(Params, ABC):
             raise NotFittedError(f"{type(self).__name__} is not fitted: call fit() or load() first")
 
 
-def require_columns(frame: pd.DataFrame, columns: Sequence[str], who: str) -> None:
+def require_columns(frame: Frame, columns: Sequence[str], who: str) -> None:
     """Raise a located :class:`DataError` when ``frame`` lacks any of ``columns``."""
     missing = [c for c in columns if c not in frame.columns]
     if missing:

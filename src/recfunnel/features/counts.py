@@ -24,7 +24,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.features.base import FeatureBlock, FeatureStep, fitted_index, require_columns
+from recfunnel.features.base import (
+    FeatureBlock,
+    FeatureStep,
+    Frame,
+    column,
+    lookup_codes,
+    numeric_column,
+    require_columns,
+)
 
 _DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*(s|min|h|d|w)")
 _UNITS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -67,6 +75,7 @@ class WindowedCounts(FeatureStep):
     """
 
     name: ClassVar[str] = "windowed_counts"
+    reads_columns: ClassVar[bool] = True
     needs_events: ClassVar[bool] = True
 
     def __init__(
@@ -108,13 +117,13 @@ class WindowedCounts(FeatureStep):
         start = np.searchsorted(self.events_, code * stride, side="left")
         return np.searchsorted(self.events_, code * stride + rank, side="left") - start
 
-    def transform(self, frame: pd.DataFrame) -> FeatureBlock:
+    def transform(self, frame: Frame) -> FeatureBlock:
         self._check_fitted("events_")
         require_columns(frame, [self.key, self.time_column], type(self).__name__)
-        code = fitted_index(self, "keys_").get_indexer(frame[self.key].to_numpy().astype(str))
+        code = lookup_codes(self, "keys_", column(frame, self.key))
         known = code >= 0
         code = np.where(known, code, 0).astype(np.int64)
-        t = pd.to_numeric(frame[self.time_column], errors="coerce").to_numpy(np.float64)
+        t = numeric_column(frame, self.time_column)
         has_t = np.isfinite(t)
         t_safe = np.where(has_t, t, 0.0)
         upto = self._before(code, t_safe)

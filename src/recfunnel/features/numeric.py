@@ -15,7 +15,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from recfunnel.core.errors import ConfigError
-from recfunnel.features.base import FeatureBlock, FeatureStep, require_columns
+from recfunnel.features.base import (
+    FeatureBlock,
+    FeatureStep,
+    Frame,
+    numeric_column,
+    require_columns,
+)
 
 
 class NumericColumns(FeatureStep):
@@ -27,6 +33,7 @@ class NumericColumns(FeatureStep):
     """
 
     name: ClassVar[str] = "numeric"
+    reads_columns: ClassVar[bool] = True
 
     def __init__(self, columns: Sequence[str]) -> None:
         self.columns = columns
@@ -36,14 +43,13 @@ class NumericColumns(FeatureStep):
         self.fitted_ = True
         return self
 
-    def transform(self, frame: pd.DataFrame) -> FeatureBlock:
+    def transform(self, frame: Frame) -> FeatureBlock:
         self._check_fitted("fitted_")
         cols = list(self.columns)
         require_columns(frame, cols, type(self).__name__)
         dense = np.empty((len(frame), len(cols)), np.float32)
         for j, col in enumerate(cols):
-            values = pd.to_numeric(frame[col], errors="coerce")
-            dense[:, j] = values.to_numpy(np.float64, na_value=np.nan)
+            dense[:, j] = numeric_column(frame, col)
         return FeatureBlock(dense, np.zeros((len(frame), 0), np.int64), tuple(cols), (), ())
 
     def _set_state(self, arrays: dict[str, npt.NDArray[Any]]) -> None:
@@ -72,6 +78,7 @@ class RetrievalFeatures(FeatureStep):
     """
 
     name: ClassVar[str] = "retrieval"
+    reads_columns: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -101,7 +108,7 @@ class RetrievalFeatures(FeatureStep):
         self.generators_ = np.asarray(found, dtype=str)
         return self
 
-    def transform(self, frame: pd.DataFrame) -> FeatureBlock:
+    def transform(self, frame: Frame) -> FeatureBlock:
         self._check_fitted("generators_")
         n = len(frame)
         columns: list[npt.NDArray[np.float64]] = []
@@ -130,7 +137,7 @@ class RetrievalFeatures(FeatureStep):
         self.generators_ = np.asarray(arrays["generators"], dtype=str)
 
 
-def _column(frame: pd.DataFrame, name: str, n: int) -> npt.NDArray[np.float64]:
+def _column(frame: Frame, name: str, n: int) -> npt.NDArray[np.float64]:
     if name not in frame.columns:
         return np.full(n, np.nan)
-    return pd.to_numeric(frame[name], errors="coerce").to_numpy(np.float64, na_value=np.nan)
+    return numeric_column(frame, name)

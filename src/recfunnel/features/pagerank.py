@@ -25,7 +25,15 @@ import scipy.sparse as sp
 
 from recfunnel.core.errors import ConfigError, DataError
 from recfunnel.core.matrix import InteractionMatrix
-from recfunnel.features.base import FeatureBlock, FeatureStep, fitted_index, require_columns
+from recfunnel.features.base import (
+    FeatureBlock,
+    FeatureStep,
+    Frame,
+    column,
+    lookup_codes,
+    numeric_column,
+    require_columns,
+)
 
 
 def item_pagerank(
@@ -77,6 +85,7 @@ class ItemPageRank(FeatureStep):
     """
 
     name: ClassVar[str] = "item_pagerank"
+    reads_columns: ClassVar[bool] = True
     needs_events: ClassVar[bool] = True
 
     def __init__(
@@ -110,12 +119,10 @@ class ItemPageRank(FeatureStep):
         self.isolated_ = np.asarray((1.0 - d) + d * float(rank[degree <= 0].sum()))
         return self
 
-    def transform(self, frame: pd.DataFrame) -> FeatureBlock:
+    def transform(self, frame: Frame) -> FeatureBlock:
         self._check_fitted("scores_")
         require_columns(frame, [self.item_column], type(self).__name__)
-        pos = fitted_index(self, "items_").get_indexer(
-            frame[self.item_column].to_numpy().astype(str)
-        )
+        pos = lookup_codes(self, "items_", column(frame, self.item_column))
         values = np.where(pos >= 0, self.scores_[np.maximum(pos, 0)], float(self.isolated_))
         return FeatureBlock(
             values.astype(np.float32)[:, None],

@@ -28,7 +28,7 @@ import pandas as pd
 
 from recfunnel.core.artifact import read_manifest_file, sha256_file, staged_directory
 from recfunnel.core.errors import ArtifactError, ConfigError, NotFittedError
-from recfunnel.features.base import FeatureBlock, FeatureStep
+from recfunnel.features.base import Columns, FeatureBlock, FeatureStep, Frame
 from recfunnel.features.categorical import FeatureCross, HashedCategorical, MultiValued
 from recfunnel.features.context import ContextFeatures
 from recfunnel.features.counts import WindowedCounts
@@ -120,7 +120,7 @@ class FeaturePipeline:
         self.raw_dense_names_ = raw.dense_names
         return self
 
-    def _raw(self, frame: pd.DataFrame) -> FeatureBlock:
+    def _raw(self, frame: Frame) -> FeatureBlock:
         blocks = [step.transform(frame).prefixed(name) for name, step in self.steps]
         return FeatureBlock.concat(blocks)
 
@@ -128,26 +128,36 @@ class FeaturePipeline:
         if not hasattr(self, "raw_dense_names_"):
             raise NotFittedError("FeaturePipeline is not fitted: call fit() or load() first")
 
-    def transform(self, frame: pd.DataFrame) -> FeatureBlock:
-        """Dense float32 ``B x Fd`` (standardised) and sparse int64 ``B x Fs`` bucket ids."""
+    def transform(self, frame: Frame) -> FeatureBlock:
+        """Dense float32 ``B x Fd`` (standardised) and sparse int64 ``B x Fs`` bucket ids.
+
+        ``frame`` is a DataFrame or :class:`~recfunnel.features.base.Columns` (the serving
+        path's rows; steps that only read DataFrames get it converted, once)."""
         self._check_fitted()
-        raw = self._raw(frame.reset_index(drop=True))
+        raw = self._raw(self._readable(frame))
         if self.normalizer_ is None:
             return raw
         dense = self.normalizer_.transform(raw.dense).astype(np.float32)
         names = tuple(self.normalizer_.feature_names_out(raw.dense_names))
         return FeatureBlock(dense, raw.sparse, names, raw.sparse_names, raw.n_buckets)
 
+    def _readable(self, frame: Frame) -> Frame:
+        if isinstance(frame, Columns):
+            if all(step.reads_columns for _, step in self.steps):
+                return frame
+            frame = frame.to_frame()
+        return frame.reset_index(drop=True)
+
     def fit_transform(
         self, frame: pd.DataFrame, events: pd.DataFrame | None = None
     ) -> FeatureBlock:
         return self.fit(frame, events).transform(frame)
 
-    def update_statistics(self, frame: pd.DataFrame) -> Self:
+    def update_statistics(self, frame: Frame) -> Self:
         """Merge these rows into the normaliser's running statistics (serving-time drift)."""
         self._check_fitted()
         if self.normalizer_ is not None:
-            self.normalizer_.partial_fit(self._raw(frame.reset_index(drop=True)).dense)
+            self.normalizer_.partial_fit(self._raw(self._readable(frame)).dense)
         return self
 
     @property

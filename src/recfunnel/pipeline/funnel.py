@@ -56,7 +56,7 @@ from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.core.ranker import LabelledFeatures, Ranker
 from recfunnel.core.rerank import RerankContext, Reranker, Slate
 from recfunnel.evaluation.calibration import correct_downsampled
-from recfunnel.features.base import FeatureBlock
+from recfunnel.features.base import Columns, FeatureBlock
 from recfunnel.features.pipeline import STEPS, FeaturePipeline
 from recfunnel.features.social import FriendEngagement
 from recfunnel.pipeline.funnel_config import FunnelConfig, RankerStageConfig
@@ -107,7 +107,7 @@ class FunnelTrace:
     seconds: dict[str, float]
     #: With ``keep_features``: the candidates the light ranker scored (columns ``request``,
     #: ``item_id``, ...), their features (one row each, same order) and light scores.
-    candidates: pd.DataFrame | None = None
+    candidates: Columns | None = None
     features: FeatureBlock | None = None
     light_scores: npt.NDArray[np.float64] | None = None
 
@@ -284,7 +284,7 @@ class Funnel:
                 extra = sample_random_negatives(
                     ub, tr.random_negatives, fit_part.n_items, self.seen_, rng
                 )
-            frame = self._candidates(ub, None, extra, self.now_, request_offset=start)
+            frame = self._candidates(ub, None, extra, self.now_, request_offset=start).to_frame()
             y = label_rows(frame["user"].to_numpy(), frame["item"].to_numpy(), labels)
             batch = drop_groups_without_positive(RankerRows(frame, y))
             parts.append(downsample_rows(batch, tr.negative_keep_rate, seed=tr.seed + start))
@@ -433,8 +433,8 @@ class Funnel:
         empty = ScoredList((), ())
         lists: dict[str, list[ScoredList]] = {s: [empty] * len(ids) for s in LIST_STAGES}
         # Later stages select rows of the candidate frame by position (no frame copies).
-        req = frame["request"].to_numpy()
-        item_ids = frame["item_id"].to_numpy(dtype=object)
+        req = frame["request"]
+        item_ids = frame["item_id"]
         lists["retrieval"] = _lists(req, item_ids, None, len(ids))
         seconds["retrieval"] = time.perf_counter() - t0
         sel = np.arange(len(frame))
@@ -482,7 +482,7 @@ class Funnel:
         now: float,
         *,
         request_offset: int | npt.NDArray[np.int64],
-    ) -> pd.DataFrame:
+    ) -> Columns:
         """Merged, de-duplicated candidates of known users with every generator's features.
 
         ``extra``: (row, item) pairs appended after the retrieved ones (random negatives).
@@ -557,8 +557,7 @@ class Funnel:
             columns[f"z_{name}"] = z[row, item]
             columns[f"rank_{name}"] = rank[row, item]
         columns["_row"] = np.arange(len(row))
-        # One construction: inserting columns one by one rebuilds the frame's index each time.
-        return pd.DataFrame(columns)
+        return Columns(columns)
 
     def _scoped_candidates(
         self,
@@ -567,7 +566,7 @@ class Funnel:
         extra: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None,
         now: float,
         request_offset: int | npt.NDArray[np.int64],
-    ) -> pd.DataFrame:
+    ) -> Columns:
         """:meth:`_candidates` with ``retrieval.scope = "candidates"``: each generator retrieves
         its quota (through its index when it has one), and scores only the merged candidates;
         ``z_<g>`` and ``rank_<g>`` are relative to the request's retrieved candidates (random
@@ -627,7 +626,7 @@ class Funnel:
             columns[f"z_{name}"] = z
             columns[f"rank_{name}"] = rank
         columns["_row"] = np.arange(len(row))
-        return pd.DataFrame(columns)
+        return Columns(columns)
 
     def _retrieve(
         self, name: str, users: npt.NDArray[np.int64], k: int, blocked: sp.csr_matrix

@@ -26,6 +26,7 @@ training catalogue only (``accepts_new_items`` is False).
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -41,6 +42,7 @@ from recfunnel.pipeline.feature_log import FeatureLogger
 from recfunnel.pipeline.funnel import STAGES, Funnel, FunnelContext, FunnelTrace
 from recfunnel.service.recommender import Scored, StageTimer, _cut, _no_timer
 
+_log = logging.getLogger("recfunnel.service")
 #: ``observe(stage, seconds)``: where per-stage timings go.
 Observer = Callable[[str, float], None]
 #: Retrieval models that do not rank items by similarity to an item.
@@ -130,7 +132,10 @@ class FunnelRecommender:
         out = [_cut(lst, n, blocked[r]) for r, lst in enumerate(trace.lists["rerank"])]
         if log:
             assert request_ids is not None
-            self._log(trace, out, ids, request_ids)
+            try:
+                self._log(trace, out, ids, request_ids)
+            except OSError as exc:  # a flush the logger ran itself failed: the rows stay buffered
+                _log.warning("feature log flush failed, will retry: %s", exc)
         return out
 
     def _log(
@@ -140,8 +145,8 @@ class FunnelRecommender:
         if frame is None or block is None or trace.light_scores is None:
             return  # no light stage ran (fallback-only requests): nothing was scored
         assert self.feature_log is not None
-        req = frame["request"].to_numpy()
-        items = frame["item_id"].astype(str).to_numpy()
+        req = frame["request"]
+        items = frame["item_id"].astype(str)
         now = time.time()
         versions = {"funnel": self.version}
         for r in np.unique(req).tolist():
