@@ -31,7 +31,6 @@ from recfunnel.features.base import (
     Frame,
     column,
     lookup_codes,
-    numeric_column,
     require_columns,
 )
 
