@@ -782,6 +782,12 @@ class Funnel:
         funnel.generators_ = {
             name: load_generator(p / "generators" / Path(name).name) for name in expected
         }
+        for gen in funnel.generators_.values():
+            # One copy of each id index (a million ids with their look-up dict take ~200 MB).
+            if gen.users_ == funnel.users_:
+                gen.users_ = funnel.users_
+            if gen.items_ == funnel.items_:
+                gen.items_ = funnel.items_
         from recfunnel.index import load_index
 
         funnel.indexes_ = {
