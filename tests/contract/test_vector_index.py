@@ -129,6 +129,27 @@ def test_exclusion_returns_k_non_excluded(case: tuple[str, str]) -> None:
         assert ids.tolist() == brute_topk(masked, 10)
 
 
+def test_search_labels_equals_search(case: tuple[str, str]) -> None:
+    """``search_labels`` (the funnel's path: labels in, labels out) answers what ``search``
+    does, exclusions included; ``labels_of`` maps ids to labels (-1 for unknown ids)."""
+    kind, metric = case
+    index = build(kind, metric)
+    top = brute_topk(brute_scores(metric, QUERIES, ITEMS), 15)
+    exclude = [[*row, "never-indexed"] for row in top]
+    ids, scores = index.search(QUERIES, 10, exclude=exclude)  # type: ignore[arg-type]
+    labels, lscores = index.search_labels(
+        QUERIES, 10, exclude_labels=[index.labels_of(row) for row in exclude]
+    )
+    assert labels.dtype == np.int64 and labels.shape == ids.shape
+    got = [[index.ids[j] if j >= 0 else None for j in row] for row in labels.tolist()]
+    # Labels are positions among the built ids while nothing was removed.
+    assert got == ids.tolist()
+    np.testing.assert_array_equal(scores, lscores)
+    assert index.labels_of(["never-indexed"]).tolist() == [-1]
+    with pytest.raises(ConfigError, match="exclude_labels has 1 rows"):
+        index.search_labels(QUERIES, 3, exclude_labels=[[0]])
+
+
 def test_exclusion_leaving_exactly_k_or_fewer(case: tuple[str, str]) -> None:
     """Forces the fallback: only items far down the ranking remain, which an approximate
     search never reaches without widening to an exhaustive scan."""

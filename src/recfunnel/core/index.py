@@ -338,21 +338,58 @@ class VectorIndex(Params, ABC):
         padded with ``None`` / ``-inf``.
         """
         self._check_built()
-        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
-            raise ConfigError(f"k must be a positive integer, got {k!r}")
-        k = int(k)
+        k = _check_k(k)
         q = self._prepare(queries, "queries")
+        lab, val = self._search_labels(q, k, self._exclusion_labels(exclude, len(q)))
+        return self._decode(lab), val
+
+    def search_labels(
+        self,
+        queries: npt.ArrayLike,
+        k: int,
+        *,
+        exclude_labels: Sequence[npt.ArrayLike] | None = None,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+        """:meth:`search` in labels: ``(labels, scores)``, ``B x k``, labels ``-1`` where a row
+        is short. ``exclude_labels`` holds one array of labels per query (from
+        :meth:`labels_of`). For callers that keep their own label <-> item mapping (a funnel
+        over a fixed index), so no id string is built or looked up per request; labels stay
+        fixed until :meth:`compact`.
+        """
+        self._check_built()
+        k = _check_k(k)
+        q = self._prepare(queries, "queries")
+        excl = None
+        if exclude_labels is not None:
+            if len(exclude_labels) != len(q):
+                raise ConfigError(
+                    f"exclude_labels has {len(exclude_labels)} rows but there are {len(q)} queries"
+                )
+            excl = []
+            for row in exclude_labels:
+                arr = np.asarray(row, dtype=np.int64)
+                excl.append(np.unique(arr[arr >= 0]))
+        return self._search_labels(q, k, excl)
+
+    def labels_of(self, ids: Iterable[Any]) -> npt.NDArray[np.int64]:
+        """The label of each id (``-1`` for ids not in the index)."""
+        get = self._lookup.get
+        wanted = [str(s) for s in ids]
+        return np.fromiter((get(s, -1) for s in wanted), np.int64, len(wanted))
+
+    def _search_labels(
+        self, q: npt.NDArray[np.float32], k: int, excl: list[npt.NDArray[np.int64]] | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
         b = len(q)
-        excl = self._exclusion_labels(exclude, b)
         ntotal = self._ntotal()
         if b == 0 or ntotal == 0:
-            return self._decode(np.full((b, k), -1, np.int64)), np.full((b, k), -np.inf, np.float32)
+            return np.full((b, k), -1, np.int64), np.full((b, k), -np.inf, np.float32)
         max_excl = max((len(e) for e in excl), default=0) if excl is not None else 0
         fetch = min(k + len(self._tombstones) + max_excl, ntotal)
         lab, val = self._search(q, fetch, 0)
         if excl is None and not self._tombstones and fetch == k and (lab >= 0).all():
             # The common serving case: nothing to filter, nothing missing.
-            return self._decode(lab), val
+            return lab, val
 
         out_lab = np.full((b, k), -1, dtype=np.int64)
         out_val = np.full((b, k), -np.inf, dtype=np.float32)
@@ -387,7 +424,7 @@ class VectorIndex(Params, ABC):
                 lab, val = self._search_exhaustive(q[pending], ntotal)
             else:
                 lab, val = self._search(q[pending], fetch, widen)
-        return self._decode(out_lab), out_val
+        return out_lab, out_val
 
     def _exclusion_labels(
         self, exclude: Sequence[ExcludeRow] | None, b: int
@@ -487,6 +524,12 @@ class VectorIndex(Params, ABC):
         if n_live != manifest.get("n_live") or index._ntotal() != n_live + len(tombstones):
             raise ArtifactError(f"{path}: manifest and index data disagree on the item count")
         return index
+
+
+def _check_k(k: object) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k <= 0:
+        raise ConfigError(f"k must be a positive integer, got {k!r}")
+    return int(k)
 
 
 def normalize_rows(x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:

@@ -637,17 +637,32 @@ class Funnel:
         index = self.__dict__.get("indexes_", {}).get(name)
         if index is None:
             return gen.top_unblocked(users, k, blocked)[0]
-        item_ids = self.items_.ids
+        label_of_item, item_of_label = self._label_maps(name, index)
         exclude = [
-            item_ids[blocked.indices[blocked.indptr[r] : blocked.indptr[r + 1]]]
+            label_of_item[blocked.indices[blocked.indptr[r] : blocked.indptr[r + 1]]]
             for r in range(len(users))
         ]
-        ids, _ = index.search(gen.user_vectors(users), k, exclude=exclude)  # type: ignore[attr-defined]
-        flat = ids.ravel()
-        out = np.full(flat.shape, -1, np.int64)
-        found = np.flatnonzero(flat != None)  # noqa: E711 (object array: elementwise)
-        out[found] = self.items_.encode(flat[found].tolist(), missing="ignore")
-        return out.reshape(ids.shape)
+        labels, _ = index.search_labels(
+            gen.user_vectors(users),  # type: ignore[attr-defined]
+            k,
+            exclude_labels=exclude,
+        )
+        return np.where(labels >= 0, item_of_label[np.maximum(labels, 0)], -1)
+
+    def _label_maps(
+        self, name: str, index: VectorIndex
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Item index -> index label and back (``-1`` where absent), built once per index, so
+        requests exchange integer labels with it and never id strings."""
+        cache: dict[str, Any] = self.__dict__.setdefault("_label_cache", {})
+        hit = cache.get(name)
+        if hit is None or hit[0] is not index:
+            label_of_item = index.labels_of(self.items_.ids.tolist())
+            item_of_label = np.full(int(label_of_item.max(initial=-1)) + 1, -1, np.int64)
+            known = label_of_item >= 0
+            item_of_label[label_of_item[known]] = np.flatnonzero(known)
+            hit = cache[name] = (index, label_of_item, item_of_label)
+        return hit[1], hit[2]
 
     def _chain(self, n: int) -> RerankChain:
         """The re-ranking chain for slates of ``n``, built once per ``n`` (building checks
