@@ -123,15 +123,24 @@ def build_funnel_registry(
     registry = root / "registry"
     if current_version(registry) is None:
         config = load_funnel_config(args.funnel)
+        if args.index != "hnsw":
+            # --index ivfpq: the funnel's indexed generators get compressed PQ codes instead.
+            import dataclasses
+
+            gens = tuple(
+                dataclasses.replace(g, index=args.index, index_params=INDEX_PARAMS[args.index])
+                if g.index is not None
+                else g
+                for g in config.retrieval
+            )
+            config = dataclasses.replace(config, retrieval=gens)
         valid = None
         if config.training.labels == "valid":
             from recfunnel.data.splits import random_split
 
             parts = random_split(matrix, (0.9, 0.1), seed=args.seed)
             matrix, valid = parts.train, parts.valid if len(parts.valid) else parts.test
-        funnel = Funnel(config).fit(
-            matrix, valid=valid, log=lambda m: print(f"  {m}", flush=True)
-        )
+        funnel = Funnel(config).fit(matrix, valid=valid, log=lambda m: print(f"  {m}", flush=True))
         print(f"  fitted in {funnel.fit_seconds_:.0f} s", flush=True)
         publish_model(funnel.save(root / "funnel"), registry, version="bench-funnel")
         print(f"trained and published the funnel in {time.perf_counter() - started:.0f} s")
@@ -377,7 +386,13 @@ def main() -> int:
         help="a dataset name, or 'synthetic': --users users, --items items and --seen events per "
         "user drawn by recfunnel's SyntheticGenerator (latent factors, Zipf popularity)",
     )
-    p.add_argument("--index", choices=sorted(INDEX_PARAMS), default="hnsw")
+    p.add_argument(
+        "--index",
+        choices=sorted(INDEX_PARAMS),
+        default="hnsw",
+        help="the served index; with --funnel, ivfpq replaces the index of the funnel's "
+        "indexed generators (compressed embeddings)",
+    )
     p.add_argument("--cache-dir", default="~/.cache/recfunnel")
     p.add_argument("--workdir", type=Path, default=Path("reports/serve_bench"))
     p.add_argument("--output", type=Path, default=Path("reports/serve_latency.json"))
@@ -388,7 +403,8 @@ def main() -> int:
         data_name = args.funnel_dataset
         if data_name == "synthetic":
             data_name = f"synthetic-{args.items}x{args.users}"
-        root = args.workdir / f"funnel-{data_name}-{args.funnel.stem}"
+        suffix = "" if args.index == "hnsw" else f"-{args.index}"
+        root = args.workdir / f"funnel-{data_name}-{args.funnel.stem}{suffix}"
         root.mkdir(parents=True, exist_ok=True)
         registry, all_users, all_items = build_funnel_registry(args, root)
         size = min(args.query_users, len(all_users))
@@ -449,8 +465,11 @@ def main() -> int:
             "funnel": str(args.funnel),
             "dataset": args.funnel_dataset,
             "in_process_funnel_p50_ms": round(inproc, 3),
-            **({"items": args.items, "users": args.users} if args.funnel_dataset == "synthetic"
-               else {}),
+            **(
+                {"items": args.items, "users": args.users}
+                if args.funnel_dataset == "synthetic"
+                else {}
+            ),
         },
         "peer": peer,
         "server_start_s": round(start_s, 1),
