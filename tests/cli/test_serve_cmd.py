@@ -119,3 +119,33 @@ def test_serve_fails_fast_without_keys(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("RECFUNNEL_WRITE_KEY", "w" * 20)
     out = runner.invoke(app, ["serve", "--store", _store(tmp_path), "--model-dir", "/nope"])
     assert out.exit_code == 2 and "no such model directory" in out.output
+
+
+@pytest.mark.parametrize(
+    ("store", "args", "message"),
+    [
+        ("sqlite:///{tmp}/e.db", ["--poll-seconds", "0"], "--workers > 1 needs --poll-seconds > 0"),
+        ("sqlite:///{tmp}/e.db", ["--model-dir", "{tmp}/nope"], "{tmp}/nope: no such model"),
+        ("mongodb://localhost/x", [], "no store for URL scheme 'mongodb'"),
+        ("sqlite:///{tmp}/no/such/dir/e.db", [], "cannot open SQLite store"),
+    ],
+)  # fmt: skip
+def test_serve_with_workers_fails_before_starting_any(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, args: list[str], message: str
+) -> None:
+    import uvicorn
+
+    def must_not_run(*args: object, **kwargs: object) -> None:
+        raise AssertionError("uvicorn started although the app cannot be built")
+
+    monkeypatch.setattr(uvicorn, "run", must_not_run)
+    monkeypatch.setenv("RECFUNNEL_WRITE_KEY", "w" * 20)
+    monkeypatch.setenv("RECFUNNEL_READ_KEY", "r" * 20)
+    tmp = str(tmp_path)
+    out = runner.invoke(
+        app,
+        ["serve", "--store", store.format(tmp=tmp), "--workers", "2",
+         *[a.format(tmp=tmp) for a in args]],
+    )  # fmt: skip
+    assert out.exit_code == 2, out.output
+    assert message.format(tmp=tmp) in " ".join(out.output.split())

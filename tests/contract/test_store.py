@@ -21,7 +21,7 @@ import pytest
 
 from recfunnel.core.errors import ConfigError, DataError
 from recfunnel.core.schema import Interaction, Item, SocialEdge, User
-from recfunnel.core.store import IngestResult, Store, StoredInteraction
+from recfunnel.core.store import Deletions, IngestResult, ServedRequest, Store, StoredInteraction
 from recfunnel.data.store import open_store
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -278,6 +278,49 @@ def test_a_failing_hook_does_not_stop_the_others(store: Store) -> None:
     assert isinstance(err.value.exceptions[0], OSError)
     assert called == ["ana"]
     assert store.counts()["interactions"] == 0
+
+
+def test_deletions_are_logged_in_order_for_other_processes(store_url: str) -> None:
+    with open_store(store_url) as store, open_store(store_url) as other:
+        assert other.deletions_since() == Deletions([], 0)
+        store.upsert_users([User("ana")])
+        store.delete_users(["ana", "nobody"])  # logged whether or not the store held them
+        first = other.deletions_since()
+        assert first.user_ids == ["ana", "nobody"] and first.position > 0
+        assert other.deletions_since(first.position) == Deletions([], first.position)
+        store.delete_users(["bo"])
+        store.delete_users(["ana"])  # again: logged again
+        later = other.deletions_since(first.position)
+        assert later.user_ids == ["bo", "ana"] and later.position > first.position
+        assert other.deletions_since().user_ids == ["ana", "nobody", "bo", "ana"]
+        with pytest.raises(ConfigError, match="position"):
+            other.deletions_since(-1)
+
+
+def test_served_requests_are_shared_bounded_and_deleted_with_the_user(store_url: str) -> None:
+    with open_store(store_url) as store, open_store(store_url) as other:
+        store.record_requests([ServedRequest("r1", "ana", "v1"), ("r2", "bo", "v1")], keep=10)
+        other.record_requests([{"request_id": "r3", "user_id": "ana", "model_version": "v2"}],
+                              keep=10)  # fmt: skip
+        store.record_requests([("r1", "cy", "v9")], keep=10)  # a known id keeps its record
+        assert other.served_requests(["r1", "r3", "unknown"]) == {
+            "r1": ServedRequest("r1", "ana", "v1"),
+            "r3": ServedRequest("r3", "ana", "v2"),
+        }
+        store.delete_users(["ana"])
+        assert other.served_requests(["r1", "r2", "r3"]) == {"r2": ServedRequest("r2", "bo", "v1")}
+        # Only the `keep` most recent stay.
+        store.record_requests([(f"k{i}", "cy", "v1") for i in range(5)], keep=3)
+        assert sorted(other.served_requests(["r2"] + [f"k{i}" for i in range(5)])) == [
+            "k2",
+            "k3",
+            "k4",
+        ]
+        assert other.served_requests([]) == {}
+        with pytest.raises(DataError, match="user_id"):
+            store.record_requests([("r9", "", "v1")], keep=3)
+        with pytest.raises(ConfigError, match="keep"):
+            store.record_requests([("r9", "u", "v1")], keep=0)
 
 
 # -- edges and expiry ---------------------------------------------------------------------------

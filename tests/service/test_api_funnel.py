@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from service_helpers import R, TestClient, W, train_pop
+from service_helpers import READ_KEY, WRITE_KEY, R, TestClient, W, train_pop
 
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.matrix import InteractionMatrix
@@ -130,6 +130,48 @@ def test_served_features_are_logged_under_the_request_id_and_deleted_with_the_us
         it["item_id"]
         for it in client.get("/v1/users/nobody/recommendations?n=3", headers=R).json()["items"]
     ]
+
+
+def test_a_user_deleted_through_another_worker_leaves_no_logged_rows(
+    tmp_path: Path, funnel_registry: Path
+) -> None:
+    """Two apps on one store and one feature-log directory, as two workers of ``serve
+    --workers 2``: the deletion reaches one; the other still buffers rows of the user."""
+    import time
+
+    from recfunnel.service import ServiceSettings, create_app
+
+    logs = tmp_path / "logs"
+    settings = ServiceSettings(
+        store_url=f"sqlite:///{tmp_path / 'shared.db'}", model_dir=funnel_registry,
+        write_key=WRITE_KEY, read_key=READ_KEY, poll_seconds=None, feature_log_dir=logs,
+        feature_log_sample_rate=1.0, feature_log_flush_seconds=3600,
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as other:
+        theirs = other.app.state.services.feature_log  # type: ignore[attr-defined]
+
+        def serve(client: TestClient, user: str) -> None:
+            assert client.get(f"/v1/users/{user}/recommendations?n=3", headers=R).status_code == 200
+
+        for client, user in ((other, "u2"), (other, "u3")):
+            serve(client, user)
+        theirs.flush()  # u2 in a file the other worker wrote ...
+        for client, user in ((other, "u2"), (other, "u5"), (one, "u4")):
+            serve(client, user)  # ... and in its buffer
+        buffered = theirs.n_buffered
+        assert one.delete("/v1/users/u2", headers=W).status_code == 200
+        _, meta = read_feature_log(logs)
+        assert len(meta) and "u2" not in set(meta["user_id"])  # files: at once
+        deadline = time.monotonic() + 10  # the other's buffer: by its feature-log thread
+        while theirs.n_buffered == buffered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert 0 < theirs.n_buffered < buffered
+        stranger = other.get("/v1/users/nobody/recommendations?n=3", headers=R).json()
+        again = other.get("/v1/users/u2/recommendations?n=3", headers=R).json()
+        assert again["items"] == stranger["items"]
+    _, meta = read_feature_log(logs)  # both flushed at shutdown, into files of their own
+    assert set(meta["user_id"]) == {"u3", "u4", "u5"}  # strangers get no light stage
+    assert not meta.duplicated(["request_id", "item_id", "stage"]).any()
 
 
 def test_hot_swap_between_a_single_model_and_a_funnel(

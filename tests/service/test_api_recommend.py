@@ -4,6 +4,7 @@ x, y; c saw x)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def test_deleting_a_user_drops_them_from_the_served_model(client: TestClient) ->
     # The model's memory of a is no longer used: a is served as a stranger.
     assert _items(client.get("/v1/users/a/recommendations", headers=R).json()) == ["x", "y", "z"]
     services = client.app.state.services  # type: ignore[attr-defined]
-    assert services.requests.get(served) is None
+    assert services.store.served_requests([served]) == {}
     assert "a" in services.forgotten
 
 
@@ -145,7 +146,11 @@ def test_metrics_report_requests_stages_and_model(client: TestClient) -> None:
     assert 'recfunnel_stage_duration_seconds_count{stage="fallback"} 1.0' in text
     assert 'recfunnel_stage_duration_seconds_count{stage="history"} 2.0' in text
     assert "recfunnel_http_request_duration_seconds_bucket" in text
-    assert client.get("/health").json() == {"status": "ok", "model_version": "v1"}
+    assert client.get("/health").json() == {
+        "status": "ok",
+        "model_version": "v1",
+        "worker": os.getpid(),
+    }
 
 
 def test_two_tower_embeds_new_items_without_retraining(

@@ -5,6 +5,18 @@ Registered in ``cli/main.py`` with ``app.command("serve")(serve)`` and
 (``RECFUNNEL_WRITE_KEY``, ``RECFUNNEL_READ_KEY``), never from the command line, where other
 users of the machine could read them in the process list.
 
+``serve --workers N`` (N > 1) runs N worker processes on one port (uvicorn's supervisor: a
+funnel pass holds the GIL, so one process uses about one core). The app is built once in this
+process first and thrown away, so a bad store URL, model or setting fails here with the usual
+message before any worker starts. The workers get their settings from the environment: the
+keys stay in the variables that hold them, the rest is JSON in ``RECFUNNEL_SERVE_SETTINGS``
+(read by :func:`worker_app`, the factory uvicorn calls in each worker). A worker whose app
+fails to build anyway exits with uvicorn's startup-failure code, which stops the server
+instead of starting another worker; its message is passed back through a file, and ``serve``
+exits with it. The workers share the store (served request ids, the deletion log), the
+registry (each polls it), the feature-log directory and, through ``PROMETHEUS_MULTIPROC_DIR``,
+a fresh metrics directory that is removed at exit.
+
 ``ingest`` checks every row with the models the API uses (:mod:`recfunnel.service.schemas`),
 so a file and ``POST /v1/…`` accept exactly the same rows. The whole file is checked before
 anything is written; an error names the file, the line and the field. Rows are then written
@@ -17,15 +29,21 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel, ValidationError
 from rich.console import Console
 
 from recfunnel.core.errors import ConfigError, DataError, RecfunnelError
+
+if TYPE_CHECKING:
+    from recfunnel.service.settings import ServiceSettings
 
 console = Console(stderr=True)
 
@@ -39,6 +57,9 @@ KINDS = {
 #: CSV cells holding numbers (converted when they look like one) and JSON objects.
 _NUMERIC = frozenset(("value", "timestamp", "created_at", "expires_at"))
 _JSON = frozenset(("context", "attributes"))
+#: The workers' settings without the keys (JSON), and where they report a failed start.
+SETTINGS_ENV = "RECFUNNEL_SERVE_SETTINGS"
+STARTUP_FAILURE_FILE = "startup-failure.txt"
 
 
 def _fail(exc: Exception) -> NoReturn:
@@ -85,6 +106,14 @@ def serve(
         float, typer.Option(help="Write the feature log's buffered rows this often.")
     ] = 30.0,
     log_level: Annotated[str, typer.Option(help="critical|error|warning|info|debug")] = "info",
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes (about one per core): each loads the model and serves "
+            "requests; they share the store, the registry, the feature log and /metrics.",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (keys from RECFUNNEL_WRITE_KEY and RECFUNNEL_READ_KEY)."""
     import uvicorn
@@ -93,6 +122,11 @@ def serve(
     from recfunnel.service.settings import ServiceSettings
 
     try:
+        if workers > 1 and not poll_seconds:
+            raise ConfigError(
+                "--workers > 1 needs --poll-seconds > 0: POST /v1/admin/reload reaches one "
+                "worker, the pollers bring every worker to a new version"
+            )
         settings = ServiceSettings.from_environment(
             os.environ,
             store_url=store,
@@ -104,12 +138,17 @@ def serve(
             feature_log_dir=feature_log_dir,
             feature_log_sample_rate=feature_log_sample_rate,
             feature_log_flush_seconds=feature_log_flush_seconds,
+            workers=workers,
         )
+        # With workers: a check that each will start, then thrown away (they build their own).
         app = create_app(settings)
     except ValidationError as exc:
         _fail(ConfigError(_settings_error(exc)))
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
+    if workers > 1:
+        app.state.services.store.close()
+        del app
     base = f"http://{host}:{port}"
     # The keys stay in the environment: the examples name the variables, never the values.
     console.print(
@@ -123,14 +162,104 @@ def serve(
         f'-d \'{{"interactions": [{{"event_id": "demo-1", "user_id": "196", '
         f'"item_id": "50", "event_type": "rating", "value": 5}}]}}\' '
         f"{base}/v1/interactions\n"
-        f"  curl {base}/metrics",
+        f"  curl {base}/metrics" + (f"\n{workers} worker processes" if workers > 1 else ""),
         highlight=False,
         soft_wrap=True,
     )
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level, server_header=False,
-        timeout_graceful_shutdown=10,
-    )  # fmt: skip
+    if workers == 1:
+        uvicorn.run(
+            app, host=host, port=port, log_level=log_level, server_header=False,
+            timeout_graceful_shutdown=10,
+        )  # fmt: skip
+        return
+    failure = _serve_workers(settings, workers, host=host, port=port, log_level=log_level)
+    if failure is not None:
+        _fail(ConfigError(f"a worker failed to start: {failure}"))
+
+
+def _serve_workers(
+    settings: ServiceSettings, workers: int, *, host: str, port: int, log_level: str
+) -> str | None:
+    """Run ``workers`` worker processes until the server stops; the message of a worker that
+    failed to start, if one did."""
+    import uvicorn
+
+    run_dir = Path(tempfile.mkdtemp(prefix="recfunnel-serve-"))
+    metrics_dir = run_dir / "metrics"
+    metrics_dir.mkdir()
+    shared = settings.model_copy(update={"metrics_dir": metrics_dir})
+    payload = {
+        "settings": shared.model_dump(mode="json", exclude={"write_key", "read_key"}),
+        "run_dir": str(run_dir),
+        "supervisor": os.getpid(),
+    }
+    saved = {k: os.environ.get(k) for k in (SETTINGS_ENV, "PROMETHEUS_MULTIPROC_DIR")}
+    os.environ[SETTINGS_ENV] = json.dumps(payload)
+    # Read by prometheus_client when a worker imports it: the workers count into this directory.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        uvicorn.run(
+            "recfunnel.cli.serve_cmd:worker_app", factory=True, workers=workers, host=host,
+            port=port, log_level=log_level, server_header=False, timeout_graceful_shutdown=10,
+        )  # fmt: skip
+        failed = run_dir / STARTUP_FAILURE_FILE
+        return failed.read_text(encoding="utf-8") if failed.exists() else None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def worker_app() -> Any:
+    """The app of one worker of ``serve --workers N``: uvicorn calls this factory in each
+    worker process. Settings from ``RECFUNNEL_SERVE_SETTINGS`` plus the keys' variables.
+
+    A failure exits with uvicorn's startup-failure code (the supervisor then stops the server
+    rather than starting another worker that would fail the same way) after writing the
+    message where ``serve`` reads it.
+    """
+    from uvicorn.config import STARTUP_FAILURE
+
+    from recfunnel.service.app import create_app
+    from recfunnel.service.settings import ServiceSettings
+
+    payload = json.loads(os.environ[SETTINGS_ENV])
+    _stop_with(int(payload["supervisor"]))
+    try:
+        settings = ServiceSettings.from_environment(os.environ, **payload["settings"])
+        return create_app(settings)
+    except Exception as exc:  # whatever it is, another worker would fail the same way
+        if isinstance(exc, ValidationError):
+            message = _settings_error(exc)
+        elif isinstance(exc, RecfunnelError | OSError):
+            message = str(exc)
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        console.print(f"[bold red]error:[/] worker {os.getpid()}: {message}", highlight=False)
+        try:
+            report = Path(payload["run_dir"]) / STARTUP_FAILURE_FILE
+            with report.open("x", encoding="utf-8") as fh:
+                fh.write(message)
+        except FileExistsError:
+            pass  # another worker's message is already there
+        sys.exit(STARTUP_FAILURE)
+
+
+def _stop_with(supervisor: int) -> None:
+    """Linux: have the kernel send this worker SIGTERM (a graceful stop) when the supervisor
+    dies, even by SIGKILL, rather than leave it serving on as an orphan that holds the port."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != supervisor:  # it died before the request above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _settings_error(exc: ValidationError) -> str:

@@ -26,8 +26,18 @@ The contract, for every backend:
   row's timestamp and the last row's kind. ``add_edges`` counts only pairs that were not
   stored before, so a retried batch adds 0 and a kind change is not counted. ``remove_edges``
   removes a pair whatever its kind (unblocking is removing the block).
-* **Deleting a user** removes their row, their interactions and every edge that touches them,
-  then calls each registered deletion hook (feature logs, served caches, …) with the ids.
+* **Deleting a user** removes their row, their interactions, every edge that touches them and
+  their served requests, and appends their id to the **deletion log**, all in one
+  transaction; then it calls each registered deletion hook (feature logs, served caches, …)
+  with the ids. Processes that share a store (the workers of ``recfunnel serve --workers N``)
+  read the log with :meth:`Store.deletions_since` to forget, in their own memory, users
+  deleted through another process. The log keeps the ids (and nothing else about the user) so
+  that a process started later, or a model trained before the deletion, stops using them too.
+* **Served requests** (request id → user, model version) are remembered for feedback
+  attribution across processes: :meth:`Store.record_requests` keeps the most recent ``keep``
+  of them. Unlike the rest they are not acknowledged writes (SQLite commits them without an
+  fsync, PostgreSQL with ``synchronous_commit = off``): a power loss may drop the last few,
+  which costs only the ``model_version`` of feedback about them.
 * Timestamps are epoch seconds (UTC) on the way out; on the way in they may also be ISO 8601
   strings (a string without an offset is read as UTC) or ``datetime`` objects.
 """
@@ -94,6 +104,22 @@ class Page(NamedTuple):
     next_cursor: str | None
 
 
+class ServedRequest(NamedTuple):
+    """A served recommendation list: who got it and which model version produced it."""
+
+    request_id: str
+    user_id: str
+    model_version: str
+
+
+class Deletions(NamedTuple):
+    """Users deleted after a position of the deletion log (oldest first, an id again if it was
+    deleted again) and the position to read on from next time."""
+
+    user_ids: list[str]
+    position: int
+
+
 class Store(ABC):
     """Base class of every store backend.
 
@@ -135,8 +161,9 @@ class Store(ABC):
         Returns the number removed."""
 
     def delete_users(self, user_ids: Iterable[str]) -> dict[str, int]:
-        """Remove users everywhere: their row, interactions and edges (both directions) in one
-        transaction, then every deletion hook. Returns what the store removed.
+        """Remove users everywhere: their row, interactions, edges (both directions) and served
+        requests, and log the deletion, in one transaction; then run every deletion hook.
+        Returns what the store removed from ``interactions``, ``edges`` and ``users``.
 
         Deleting is idempotent, so when a hook fails (the store part is already committed and
         the other hooks have still run) the caller can simply call ``delete_users`` again; the
@@ -163,7 +190,26 @@ class Store(ABC):
 
     @abstractmethod
     def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
-        """Delete the store's part of ``user_ids``; counts per table."""
+        """Delete the store's part of ``user_ids`` and append them to the deletion log (one
+        transaction); counts per table."""
+
+    @abstractmethod
+    def record_requests(self, requests: Iterable[Any], *, keep: int) -> None:
+        """Remember served requests (:class:`ServedRequest` objects, ``(request_id, user_id,
+        model_version)`` tuples or mappings), then drop all but the ``keep`` most recent ones.
+        A request id already recorded keeps its first record. Not an acknowledged write (see
+        the module docstring)."""
+
+    @abstractmethod
+    def served_requests(self, request_ids: Iterable[str]) -> dict[str, ServedRequest]:
+        """The recorded requests among ``request_ids``, by id (ids not recorded, dropped or
+        deleted with their user are left out)."""
+
+    @abstractmethod
+    def deletions_since(self, position: int = 0) -> Deletions:
+        """Users deleted after ``position`` of the deletion log (0: from the start), oldest
+        first. Positions only grow, and every process sees deletions in one order: pass the
+        returned ``position`` next time to read only newer ones."""
 
     @abstractmethod
     def purge_expired(self, at: float | None = None) -> int:

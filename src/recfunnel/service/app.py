@@ -22,7 +22,9 @@ Layout of the API (one router module per resource, in ``service/routers``)::
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -32,9 +34,10 @@ from fastapi import FastAPI, Request
 
 from recfunnel.core.store import Store
 from recfunnel.service import errors
+from recfunnel.service.deletions import DeletionFollower
 from recfunnel.service.friends import FriendService
 from recfunnel.service.metrics import RequestMetrics, ServiceMetrics
-from recfunnel.service.recommender import Recommender, RequestLog
+from recfunnel.service.recommender import Recommender
 from recfunnel.service.registry import ModelHolder, load_recommender
 from recfunnel.service.security import APIKeys, BodyLimit
 from recfunnel.service.settings import ServiceSettings
@@ -47,21 +50,32 @@ log = logging.getLogger("recfunnel.service")
 API_VERSION = "1"
 
 
+#: How often the feature-log thread follows the deletion log when nothing wakes it (s).
+FOLLOW_SECONDS = 1.0
+
+
 @dataclass
 class Services:
-    """What the routers use, one per app (``request.app.state.services``)."""
+    """What the routers use, one per app (``request.app.state.services``).
+
+    Served request ids live in the store (``store.record_requests``), not here, so feedback
+    sent to any worker of the server is attributed.
+    """
 
     settings: ServiceSettings
     store: Store
     models: ModelHolder
     metrics: ServiceMetrics
-    requests: RequestLog
+    #: Applies user deletions made through any process sharing the store (see
+    #: ``service/deletions.py``); routes that use users' data call ``deletions.follow()``.
+    deletions: DeletionFollower
     #: Served features of funnel requests (``settings.feature_log_dir``), or None.
     feature_log: FeatureLogger | None = None
     #: The live social graph and friend model (``None`` until ``create_app`` builds it).
     friends: FriendService | None = None
-    #: Users deleted while this process runs: a model version loaded later (trained before
-    #: the deletion) must not use what it holds about them either.
+    #: Every user deleted, whichever process deleted them (read from the store's deletion
+    #: log): a model version loaded later (trained before the deletion) must not use what it
+    #: holds about them either.
     forgotten: set[str] = field(default_factory=set)
 
 
@@ -92,21 +106,27 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
     )
 
     owns_store = store is None
+    metrics = ServiceMetrics(multiprocess_dir=settings.metrics_dir)
     the_store = open_store(settings.store_url) if store is None else store
-    metrics = ServiceMetrics()
+    feature_log = None
+    if settings.feature_log_dir is not None:
+        from recfunnel.pipeline.feature_log import FeatureLogger
+
+        feature_log = FeatureLogger(
+            settings.feature_log_dir, sample_rate=settings.feature_log_sample_rate
+        )
     services = Services(
         settings=settings,
         store=the_store,
         models=ModelHolder(None),
         metrics=metrics,
-        requests=RequestLog(settings.request_log_size),
+        deletions=DeletionFollower(
+            the_store, forget=lambda ids: _forget(ids, services), feature_log=feature_log
+        ),
+        feature_log=feature_log,
     )
-    if settings.feature_log_dir is not None:
-        from recfunnel.pipeline.feature_log import FeatureLogger
-
-        services.feature_log = FeatureLogger(
-            settings.feature_log_dir, sample_rate=settings.feature_log_sample_rate
-        )
+    # Before the graph is read: a deletion logged after this point is followed later.
+    services.forgotten.update(services.deletions.catch_up())
     services.models = ModelHolder(
         settings.model_dir,
         loader=lambda path, version: load_recommender(
@@ -115,11 +135,13 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
             stage=metrics.stage,
             observe=metrics.observe_stage,
             feature_log=services.feature_log,
+            # The cores are shared by the server's worker processes.
+            max_passes=max(1, (os.cpu_count() or 1) // settings.workers),
         ),
         prepare=lambda rec: _prepare(rec, services),
-        on_swap=lambda rec: _swapped(rec, metrics),
+        on_swap=lambda rec: _swapped(rec, services),
     )
-    the_store.add_deletion_hook(lambda ids: _forget(ids, services))
+    the_store.add_deletion_hook(lambda ids: _deleted_here(services))
     # The live graph first: a content model with social sources attaches it when it loads.
     services.friends = FriendService.from_store(the_store, settings.friends_model_dir)
     services.models.reload()
@@ -131,9 +153,9 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         stop_flushing = threading.Event()
         if services.feature_log is not None:
             threading.Thread(
-                target=_flush_every,
-                args=(services.feature_log, settings.feature_log_flush_seconds, stop_flushing),
-                name="recfunnel-feature-log-flush",
+                target=_feature_log_upkeep,
+                args=(services, settings.feature_log_flush_seconds, stop_flushing),
+                name="recfunnel-feature-log",
                 daemon=True,
             ).start()
         try:
@@ -141,8 +163,14 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         finally:
             services.models.stop_polling()
             stop_flushing.set()
+            services.deletions.wake.set()
             if services.feature_log is not None:
-                services.feature_log.flush()
+                try:
+                    services.feature_log.flush()
+                    _follow_into_log(services)  # users deleted elsewhere meanwhile: not kept
+                except Exception as exc:  # still release the rest below
+                    log.error("feature log not fully written at shutdown: %r", exc)
+            metrics.close()
             if owns_store:
                 the_store.close()
 
@@ -206,33 +234,58 @@ def _items_with_attributes(store: Store) -> Iterable[dict[str, Any]]:
                 yield {"item_id": item_id, "attributes": json.loads(attributes)}
 
 
-def _flush_every(feature_log: FeatureLogger, seconds: float, stop: threading.Event) -> None:
-    """Write the feature log's buffered rows every ``seconds`` until ``stop`` is set, so a
-    crash loses at most that much of it (served features are not acknowledged writes)."""
-    while not stop.wait(seconds):
+def _feature_log_upkeep(services: Services, seconds: float, stop: threading.Event) -> None:
+    """Until ``stop`` is set: write the feature log's buffered rows every ``seconds`` (so a
+    crash loses at most that much of it: served features are not acknowledged writes), and
+    delete the rows of users deleted through other processes as soon as the deletion is
+    followed (woken by the follower; at least every ``FOLLOW_SECONDS``), and after each flush."""
+    assert services.feature_log is not None
+    wake = services.deletions.wake
+    due = time.monotonic() + seconds
+    while not stop.is_set():
+        wake.wait(max(0.0, min(FOLLOW_SECONDS, due - time.monotonic())))
+        wake.clear()
+        if stop.is_set():
+            return
         try:
-            feature_log.flush()
-        except OSError as exc:  # the rows stay buffered; the next flush retries
-            log.warning("feature log flush failed, will retry: %s", exc)
+            _follow_into_log(services)
+            if time.monotonic() >= due:
+                due = time.monotonic() + seconds
+                services.feature_log.flush()
+                _follow_into_log(services)
+        except OSError as exc:  # rows stay buffered / deletions stay queued; retried next time
+            log.warning("feature log upkeep failed, will retry: %s", exc)
+        except Exception as exc:  # e.g. the store is unreachable for a moment
+            log.warning("feature log upkeep failed, will retry: %r", exc)
 
 
-def _swapped(rec: Recommender, metrics: ServiceMetrics) -> None:
-    metrics.set_model(rec.version, rec.model_name)
-    metrics.swaps.inc()
+def _follow_into_log(services: Services) -> None:
+    services.deletions.follow()
+    services.deletions.delete_logged_rows()
 
 
-def _forget(user_ids: Iterable[str], services: Services) -> None:
-    ids = list(user_ids)
-    services.forgotten.update(ids)
-    services.requests.forget_users(ids)
+def _swapped(rec: Recommender, services: Services) -> None:
+    # Again after the swap: a deletion followed while the version loaded is in force too.
+    rec.forget_users(set(services.forgotten))
+    services.metrics.set_model(rec.version, rec.model_name)
+    services.metrics.swaps.inc()
+
+
+def _forget(user_ids: list[str], services: Services) -> None:
+    """Drop what this process holds in memory about deleted users (the follower's
+    callback; feature-log rows are the follower's)."""
+    services.forgotten.update(user_ids)
     current = services.models.current
     if current is not None:
-        current.forget_users(ids)
+        current.forget_users(user_ids)
     if services.friends is not None:
-        services.friends.forget(ids)
-    if services.feature_log is not None:
-        for user_id in ids:
-            services.feature_log.delete_user(user_id)
+        services.friends.forget(user_ids)
+
+
+def _deleted_here(services: Services) -> None:
+    """The store deleted users through this process: follow its deletion log now (these
+    users included) and delete their feature-log rows before the request answers."""
+    _follow_into_log(services)
 
 
 __all__ = ["Services", "create_app", "get_services"]

@@ -54,6 +54,9 @@ _UNKNOWN = "\x00deleted"
 class FunnelRecommender:
     """A :class:`~recfunnel.service.recommender.Recommender` over a fitted ``funnel``.
 
+    ``max_passes``: funnel passes run at once in this process (default: one per core; a
+    server with several worker processes gives each its share of the cores).
+
     >>> from recfunnel.core.matrix import InteractionMatrix
     >>> from recfunnel.pipeline.funnel_config import FunnelConfig
     >>> cfg = FunnelConfig.from_dict({"funnel": {"n": 2},
@@ -74,6 +77,7 @@ class FunnelRecommender:
         stage: StageTimer | None = None,
         observe: Observer | None = None,
         feature_log: FeatureLogger | None = None,
+        max_passes: int | None = None,
     ) -> None:
         self.funnel = funnel
         self.version = version
@@ -84,7 +88,7 @@ class FunnelRecommender:
         self._lock = threading.Lock()
         # At most one funnel pass per core at a time: the server's thread pool would otherwise
         # run many at once, and they would spend the cores on switching the GIL.
-        self._slots = threading.BoundedSemaphore(max(1, os.cpu_count() or 1))
+        self._slots = threading.BoundedSemaphore(max(1, max_passes or os.cpu_count() or 1))
         gens = [g for g in funnel.config.retrieval if g.model not in _NOT_ITEM_TO_ITEM]
         first = (gens or list(funnel.config.retrieval))[0]
         self._similar = funnel.generators_[first.name]

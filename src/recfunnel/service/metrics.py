@@ -11,16 +11,30 @@ Exposed at ``GET /metrics`` in the Prometheus text format:
 * ``recfunnel_model_info{version, model}``: 1 for the served model version;
 * ``recfunnel_model_swaps_total``, ``recfunnel_events_total{result}`` (``accepted`` /
   ``already_present``), ``recfunnel_recommendations_total{path}`` (``model`` / ``fallback``).
+
+**Several worker processes** (``recfunnel serve --workers N``): every worker counts into
+memory-mapped files in one directory (``multiprocess_dir``; prometheus_client's multiprocess
+mode, which needs ``PROMETHEUS_MULTIPROC_DIR`` set to that directory before the worker imports
+prometheus_client: the CLI sets both), and ``/metrics``, whichever worker answers it, adds up
+every worker's files: counters and histograms are sums over the workers, those of workers that
+died included (totals never go back). ``recfunnel_model_info{version, model}`` is then the
+number of live workers serving that version (``N`` once all have swapped; during a hot swap the
+old and the new version each count their workers; a version no longer served shows 0). The
+process-level metrics of the single-process mode (``process_*``, ``python_*``) and the
+``*_created`` samples are not reported in this mode.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from recfunnel.core.errors import ConfigError
 from recfunnel.service.security import ASGIApp, Message, Receive, Scope, Send
 
 #: Latency buckets (seconds), dense where the serving target (20 ms p99) sits.
@@ -31,7 +45,8 @@ LATENCY_BUCKETS = (
 
 
 class ServiceMetrics:
-    """The metrics of one app.
+    """The metrics of one app; ``multiprocess_dir``: the directory the worker processes of
+    one server share their metrics through (``None``: this process's metrics only).
 
     >>> m = ServiceMetrics()
     >>> with m.stage("retrieve"):
@@ -41,7 +56,20 @@ class ServiceMetrics:
     True
     """
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: str | os.PathLike[str] | None = None) -> None:
+        self.multiprocess_dir = None if multiprocess_dir is None else Path(multiprocess_dir)
+        if self.multiprocess_dir is not None:
+            from prometheus_client import values
+
+            if getattr(values.ValueClass, "__name__", "") != "MmapedValue":
+                raise ConfigError(
+                    f"metrics shared through {self.multiprocess_dir} need the environment "
+                    f"variable PROMETHEUS_MULTIPROC_DIR={self.multiprocess_dir} set before "
+                    "prometheus_client is imported (recfunnel serve --workers sets it)"
+                )
+            if not self.multiprocess_dir.is_dir():
+                raise ConfigError(f"metrics directory {self.multiprocess_dir} does not exist")
+        self._model: tuple[str, str] | None = None
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -57,8 +85,9 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
         self.model_info = Gauge(
-            "recfunnel_model_info", "The served model version (value 1).", ["version", "model"],
-            registry=r,
+            "recfunnel_model_info",
+            "The served model version (value 1; with several workers, how many serve it).",
+            ["version", "model"], registry=r, multiprocess_mode="livesum",
         )  # fmt: skip
         self.swaps = Counter("recfunnel_model_swaps", "Model versions swapped in.", registry=r)
         self.events = Counter(
@@ -83,11 +112,52 @@ class ServiceMetrics:
         self.stages.labels(name).observe(seconds)
 
     def set_model(self, version: str, model: str) -> None:
-        self.model_info.clear()
+        if self.multiprocess_dir is None:
+            self.model_info.clear()
+        elif self._model is not None:
+            # A worker's file keeps every label it ever had (no clear() in this mode).
+            self.model_info.labels(*self._model).set(0)
         self.model_info.labels(version, model).set(1)
+        self._model = (version, model)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text: this app's metrics, or every worker's added up."""
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        _forget_dead_workers(self.multiprocess_dir)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """At shutdown: this worker no longer serves (its live gauges stop counting)."""
+        if self.multiprocess_dir is not None:
+            from prometheus_client import multiprocess
+
+            multiprocess.mark_process_dead(os.getpid(), str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+
+
+def _forget_dead_workers(directory: Path) -> None:
+    """Drop the live-gauge files of workers that died without shutting down (killed): the
+    supervisor starts a replacement, and the dead one must not count as serving."""
+    from prometheus_client import multiprocess
+
+    for path in directory.glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), str(directory))  # type: ignore[no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the id now names another user's process: cannot tell, count it
+        return True
+    return True
 
 
 class RequestMetrics:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -274,40 +273,3 @@ def _pairs(ids: npt.NDArray[np.object_], scores: npt.NDArray[np.float32]) -> Sco
         for i, s in zip(ids.tolist(), scores.tolist(), strict=True)
         if i is not None and math.isfinite(s)
     ]
-
-
-class RequestLog:
-    """Recent request ids → (user id, model version), for feedback attribution.
-
-    Bounded (least recently added dropped first) and thread-safe; deleting a user drops
-    their entries.
-
-    >>> log = RequestLog(2)
-    >>> log.add("r1", "ana", "v1"); log.add("r2", "bo", "v1"); log.add("r3", "ana", "v2")
-    >>> log.get("r1"), log.get("r3")
-    (None, ('ana', 'v2'))
-    >>> log.forget_users(["ana"]); log.get("r3")
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._entries: OrderedDict[str, tuple[str, str]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def add(self, request_id: str, user_id: str, version: str) -> None:
-        if self.size <= 0:
-            return
-        with self._lock:
-            self._entries[request_id] = (user_id, version)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
-
-    def get(self, request_id: str) -> tuple[str, str] | None:
-        with self._lock:
-            return self._entries.get(request_id)
-
-    def forget_users(self, user_ids: Iterable[str]) -> None:
-        gone = set(user_ids)
-        with self._lock:
-            for rid in [r for r, (u, _) in self._entries.items() if u in gone]:
-                del self._entries[rid]

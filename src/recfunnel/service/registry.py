@@ -253,11 +253,13 @@ def load_recommender(
     stage: StageTimer | None = None,
     observe: Callable[[str, float], None] | None = None,
     feature_log: FeatureLogger | None = None,
+    max_passes: int | None = None,
 ) -> Recommender:
     """The recommender for one artefact directory: a saved funnel is served whole
     (:class:`~recfunnel.service.funnel_recommender.FunnelRecommender`, which sends its stage
-    timings to ``observe`` and logs served features to ``feature_log``); a saved generator by
-    :class:`RetrievalRecommender` (with its vector index, when it has one)."""
+    timings to ``observe``, logs served features to ``feature_log`` and runs at most
+    ``max_passes`` passes at once); a saved generator by :class:`RetrievalRecommender` (with
+    its vector index, when it has one)."""
     from recfunnel.candidates import load_generator
 
     if read_artifact_manifest(path).get("format") == FUNNEL_FORMAT:
@@ -266,7 +268,7 @@ def load_recommender(
 
         return FunnelRecommender(
             Funnel.load(path), version=version, stage=stage, observe=observe,
-            feature_log=feature_log,
+            feature_log=feature_log, max_passes=max_passes,
         )  # fmt: skip
 
     generator = load_generator(path)

@@ -262,6 +262,7 @@ class FeedbackBatch(_Request):
 class Health(_Response):
     status: Literal["ok"]
     model_version: str | None
+    worker: int = Field(description="Process id of the worker that answered.")
 
 
 class Reloaded(_Response):

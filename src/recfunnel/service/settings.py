@@ -49,12 +49,19 @@ class ServiceSettings(BaseModel):
       request reads (to exclude them and to fold new users in); 0 reads none.
     * ``poll_seconds``: how often the registry's ``CURRENT`` pointer is checked for a new
       version (``None``: only ``POST /v1/admin/reload`` swaps).
-    * ``request_log_size``: recent request ids remembered for feedback attribution.
+    * ``request_log_size``: how many recent served request ids the store keeps for feedback
+      attribution (shared by every worker of the server, so feedback sent to any of them is
+      attributed); 0 keeps none.
     * ``feature_log_dir``: when a funnel is served, log the features of the candidates its
       light stage scored to date-partitioned Parquet here (the served slate always, the rest
       with probability ``feature_log_sample_rate``), under each response's request id;
       ``None`` logs nothing. Buffered rows are written every ``feature_log_flush_seconds``
       (and at shutdown). Deleting a user deletes their logged rows too.
+    * ``workers``: how many worker processes serve with these settings (``recfunnel serve
+      --workers N``); a served funnel runs at most cores / ``workers`` passes at once in each.
+    * ``metrics_dir``: a directory through which the worker processes of one server share
+      their metrics (prometheus_client's multiprocess mode; ``recfunnel serve --workers N``
+      makes a fresh one); ``None``: ``/metrics`` reports this process only.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -71,6 +78,8 @@ class ServiceSettings(BaseModel):
     feature_log_dir: Path | None = None
     feature_log_sample_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     feature_log_flush_seconds: float = Field(default=30.0, gt=0)
+    workers: int = Field(default=1, ge=1)
+    metrics_dir: Path | None = None
 
     @model_validator(mode="after")
     def _check_keys(self) -> Self:

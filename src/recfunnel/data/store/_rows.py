@@ -410,3 +410,55 @@ def check_batch_size(batch_size: int) -> None:
 
     if type(batch_size) is not int or batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+ServedRow = tuple[str, str, str]
+_SERVED_FIELDS = ("request_id", "user_id", "model_version")
+
+
+def served_rows(batch: Iterable[Any]) -> list[ServedRow]:
+    """``(request_id, user_id, model_version)`` from served requests, tuples or mappings.
+
+    >>> served_rows([("r1", "ana", "v1"), {"request_id": "r2", "user_id": "bo",
+    ...                                      "model_version": "v1"}])
+    [('r1', 'ana', 'v1'), ('r2', 'bo', 'v1')]
+    """
+    if isinstance(batch, str):
+        raise DataError(f"expected a list of served requests, got the string {batch!r}")
+    out = []
+    for i, row in enumerate(batch):
+        where = _where("served requests", i)
+        values: tuple[Any, ...]
+        if isinstance(row, tuple) and len(row) == 3:
+            values = row
+        elif isinstance(row, Mapping):
+            values = tuple(row.get(f) for f in _SERVED_FIELDS)
+        else:
+            raise DataError(
+                f"expected a (request_id, user_id, model_version) tuple or a mapping, got "
+                f"{type(row).__name__}",
+                source=where,
+            )
+        request_id, user_id, version = (
+            text_id(v, where, f) for v, f in zip(values, _SERVED_FIELDS, strict=True)
+        )
+        out.append((request_id, user_id, version))
+    return out
+
+
+def check_keep(keep: int) -> int:
+    """How many served requests to keep: a positive integer."""
+    from recfunnel.core.errors import ConfigError
+
+    if type(keep) is not int or keep < 1:
+        raise ConfigError(f"keep must be a positive integer, got {keep!r}")
+    return keep
+
+
+def check_position(position: int) -> int:
+    """A position of the deletion log: an integer >= 0."""
+    from recfunnel.core.errors import ConfigError
+
+    if type(position) is not int or position < 0:
+        raise ConfigError(f"position must be an integer >= 0, got {position!r}")
+    return position

@@ -19,13 +19,23 @@ the tables are called ``users``, ``items``, ``interactions``, ``edges`` and ``st
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
 from recfunnel.core.errors import ArtifactError, ConfigError
-from recfunnel.core.store import TABLES, IngestResult, Page, Store, StoredInteraction, table_schema
+from recfunnel.core.store import (
+    TABLES,
+    Deletions,
+    IngestResult,
+    Page,
+    ServedRequest,
+    Store,
+    StoredInteraction,
+    table_schema,
+)
 from recfunnel.data.store import _rows
 
 if TYPE_CHECKING:
@@ -61,6 +71,13 @@ DDL = (
     'dst_user_id TEXT COLLATE "C" NOT NULL, timestamp DOUBLE PRECISION, '
     f"kind {_EDGE_KIND}, PRIMARY KEY (src_user_id, dst_user_id))",
     "CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id)",
+    # Added after version 2 without a version change (only added; older readers ignore them).
+    "CREATE TABLE IF NOT EXISTS served_requests (seq BIGSERIAL PRIMARY KEY, request_id TEXT "
+    'COLLATE "C" NOT NULL UNIQUE, user_id TEXT COLLATE "C" NOT NULL, '
+    "model_version TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS served_requests_user ON served_requests (user_id)",
+    "CREATE TABLE IF NOT EXISTS user_deletions (seq BIGSERIAL PRIMARY KEY, "
+    'user_id TEXT COLLATE "C" NOT NULL, deleted_at DOUBLE PRECISION NOT NULL)',
 )
 
 #: Version 1 -> 2, run under the DDL lock: edges get their kind (every stored edge was a
@@ -248,11 +265,14 @@ class PostgresStore(Store):
         )
 
     def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
-        ids = sorted(_rows.check_ids(user_ids, "user_id"))
+        given = _rows.check_ids(user_ids, "user_id")
+        ids = sorted(given)
 
         def work(cur: psycopg.Cursor[Any]) -> dict[str, int]:
-            # Lock the user rows first (in id order) so deletes and upserts of one user
-            # serialise.
+            # Deletions take turns (readers are not blocked), so the deletion log's positions
+            # are committed in order: a reader that saw position p never misses one below it.
+            cur.execute("LOCK TABLE user_deletions IN EXCLUSIVE MODE")
+            # Lock the user rows (in id order) so deletes and upserts of one user serialise.
             cur.execute(
                 "SELECT 1 FROM users WHERE user_id = ANY(%s) ORDER BY user_id FOR UPDATE", (ids,)
             )
@@ -267,9 +287,57 @@ class PostgresStore(Store):
                 ("users", "DELETE FROM users WHERE user_id = ANY(%(ids)s)"),
             ):
                 removed[table] = cur.execute(sql, {"ids": ids}).rowcount
+            cur.execute("DELETE FROM served_requests WHERE user_id = ANY(%s)", (ids,))
+            cur.execute(
+                "INSERT INTO user_deletions (user_id, deleted_at) "
+                "SELECT u, %s FROM unnest(%s::text[]) WITH ORDINALITY AS d(u, o) ORDER BY o",
+                (time.time(), given),
+            )
             return removed
 
         return self._write(work)
+
+    def record_requests(self, requests: Iterable[Any], *, keep: int) -> None:
+        rows = sorted(_rows.served_rows(requests))  # key order: concurrent batches cannot deadlock
+        _rows.check_keep(keep)
+        if not rows:
+            return
+
+        def work(cur: psycopg.Cursor[Any]) -> None:
+            cur.execute("SET LOCAL synchronous_commit TO OFF")  # not an acknowledged write
+            cur.execute(
+                "INSERT INTO served_requests (request_id, user_id, model_version) "
+                "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) "
+                "ON CONFLICT (request_id) DO NOTHING",
+                _columns(rows, 3),
+            )
+            cur.execute(
+                "DELETE FROM served_requests "
+                "WHERE seq <= (SELECT max(seq) FROM served_requests) - %s",
+                (keep,),
+            )
+
+        self._write(work)
+
+    def served_requests(self, request_ids: Iterable[str]) -> dict[str, ServedRequest]:
+        ids = _rows.check_ids(request_ids, "request_id")
+        if not ids:
+            return {}
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT request_id, user_id, model_version FROM served_requests "
+                "WHERE request_id = ANY(%s)",
+                (ids,),
+            ).fetchall()
+        return {r[0]: ServedRequest(*r) for r in rows}
+
+    def deletions_since(self, position: int = 0) -> Deletions:
+        after = _rows.check_position(position)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, user_id FROM user_deletions WHERE seq > %s ORDER BY seq", (after,)
+            ).fetchall()
+        return Deletions([r[1] for r in rows], int(rows[-1][0]) if rows else after)
 
     def purge_expired(self, at: float | None = None) -> int:
         when = _rows.moment(at, "purge_expired")

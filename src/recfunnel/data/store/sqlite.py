@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,16 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from recfunnel.core.errors import ArtifactError, ConfigError
-from recfunnel.core.store import TABLES, IngestResult, Page, Store, StoredInteraction, table_schema
+from recfunnel.core.store import (
+    TABLES,
+    Deletions,
+    IngestResult,
+    Page,
+    ServedRequest,
+    Store,
+    StoredInteraction,
+    table_schema,
+)
 from recfunnel.data.store import _rows
 
 if TYPE_CHECKING:
@@ -57,11 +67,25 @@ CREATE TABLE IF NOT EXISTS edges (
     kind TEXT NOT NULL DEFAULT 'connect' CHECK (kind IN ('connect', 'block')),
     PRIMARY KEY (src_user_id, dst_user_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS edges_dst ON edges (dst_user_id);
+CREATE TABLE IF NOT EXISTS served_requests (
+    seq INTEGER PRIMARY KEY, request_id TEXT NOT NULL UNIQUE, user_id TEXT NOT NULL,
+    model_version TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS served_requests_user ON served_requests (user_id);
+CREATE TABLE IF NOT EXISTS user_deletions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, deleted_at REAL NOT NULL);
 """
+#: ``served_requests`` and ``user_deletions`` came after version 2 without a version change:
+#: they are only added (``CREATE … IF NOT EXISTS`` on every open), and a reader that does not
+#: know them never looks at them. ``user_deletions`` uses AUTOINCREMENT so that positions are
+#: never reused.
+
 
 #: Connection settings, after ``journal_mode=WAL``: fsync the log on every commit, and a page
 #: cache (negative = KiB) large enough to keep the event-id index's hot pages in memory.
 PRAGMAS = ("PRAGMA synchronous=FULL", "PRAGMA cache_size=-65536")
+#: Served requests are not acknowledged writes: their commits skip the fsync (WAL with
+#: ``synchronous=NORMAL`` survives a process crash, not a power loss), ~0.03 instead of ~0.2 ms.
+RELAXED, DURABLE = "PRAGMA synchronous=NORMAL", "PRAGMA synchronous=FULL"
 
 #: Version 1 -> 2: edges get their kind (every stored edge was a connect). SQLite checks the
 #: CHECK only on later writes, which is all it needs here.
@@ -238,6 +262,7 @@ class SQLiteStore(Store):
     def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
         ids = [(u,) for u in _rows.check_ids(user_ids, "user_id")]
         removed = {}
+        now = time.time()
         with self._write() as cur:
             for table, sql in (
                 ("interactions", "DELETE FROM interactions WHERE user_id = ?"),
@@ -247,7 +272,56 @@ class SQLiteStore(Store):
                 before = self._conn.total_changes
                 cur.executemany(sql, ids)
                 removed[table] = self._conn.total_changes - before
+            cur.executemany("DELETE FROM served_requests WHERE user_id = ?", ids)
+            cur.executemany(
+                "INSERT INTO user_deletions (user_id, deleted_at) VALUES (?, ?)",
+                [(u, now) for (u,) in ids],
+            )
         return removed
+
+    def record_requests(self, requests: Iterable[Any], *, keep: int) -> None:
+        rows = _rows.served_rows(requests)
+        _rows.check_keep(keep)
+        if not rows:
+            return
+        with self._lock:
+            self._conn.execute(RELAXED)
+            try:
+                with self._write() as cur:
+                    cur.executemany(
+                        "INSERT INTO served_requests (request_id, user_id, model_version) "
+                        "VALUES (?, ?, ?) ON CONFLICT (request_id) DO NOTHING",
+                        rows,
+                    )
+                    cur.execute(
+                        "DELETE FROM served_requests "
+                        "WHERE seq <= (SELECT max(seq) FROM served_requests) - ?",
+                        (keep,),
+                    )
+            finally:
+                self._conn.execute(DURABLE)
+
+    def served_requests(self, request_ids: Iterable[str]) -> dict[str, ServedRequest]:
+        ids = _rows.check_ids(request_ids, "request_id")
+        found: dict[str, ServedRequest] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):  # below SQLite's bound-parameter limit
+                part = ids[start : start + 500]
+                rows = self._conn.execute(
+                    "SELECT request_id, user_id, model_version FROM served_requests "
+                    f"WHERE request_id IN ({', '.join('?' * len(part))})",
+                    part,
+                ).fetchall()
+                found.update((r[0], ServedRequest(*r)) for r in rows)
+        return found
+
+    def deletions_since(self, position: int = 0) -> Deletions:
+        after = _rows.check_position(position)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, user_id FROM user_deletions WHERE seq > ? ORDER BY seq", (after,)
+            ).fetchall()
+        return Deletions([r[1] for r in rows], rows[-1][0] if rows else after)
 
     def purge_expired(self, at: float | None = None) -> int:
         when = _rows.moment(at, "purge_expired")

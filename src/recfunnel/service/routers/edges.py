@@ -16,6 +16,7 @@ def add_edges(batch: EdgeBatch, services: ServicesDep) -> EdgesAdded:
     """Add edges. A pair already stored keeps its timestamp and takes the new ``kind`` (a
     ``block`` replaces a ``connect`` and the reverse); only pairs not stored before count."""
     rows = [e.to_row() for e in batch.edges]
+    services.deletions.follow()  # forget deleted users before a re-created one gets edges
     added = services.store.add_edges(rows)  # durable first, then the live graph
     if services.friends is not None:
         services.friends.apply_edges(rows)
@@ -28,6 +29,7 @@ def remove_edges(batch: EdgeRefBatch, services: ServicesDep) -> EdgesRemoved:
     (withdrawing a request, unfriending one side, unblocking). Idempotent: a pair that is not
     stored is skipped and not counted."""
     rows = [e.to_row() for e in batch.edges]
+    services.deletions.follow()
     removed = services.store.remove_edges(rows)
     if services.friends is not None:
         services.friends.remove_edges((r["src_user_id"], r["dst_user_id"]) for r in rows)

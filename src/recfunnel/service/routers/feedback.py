@@ -29,16 +29,18 @@ def feedback_event_id(f: FeedbackIn) -> str:
 @router.post("", responses=WRITE_ERRORS, dependencies=[Depends(require_read)])
 def add_feedback(batch: FeedbackBatch, services: ServicesDep) -> IngestResponse:
     """Store feedback as events (``event_type`` impression / click / conversion / dismiss)
-    whose ``context`` holds the ``request_id``, the ``position`` and, when this server
-    answered the request recently, the ``model_version`` that produced the list."""
+    whose ``context`` holds the ``request_id``, the ``position`` and, when this server (any
+    of its workers) answered the request for that user recently, the ``model_version`` that
+    produced the list."""
     rows: list[dict[str, Any]] = []
+    served = services.store.served_requests({f.request_id for f in batch.feedback})
     for f in batch.feedback:
         context: dict[str, Any] = {"request_id": f.request_id}
         if f.position is not None:
             context["position"] = f.position
-        served = services.requests.get(f.request_id)
-        if served is not None and served[0] == f.user_id:
-            context["model_version"] = served[1]
+        request = served.get(f.request_id)
+        if request is not None and request.user_id == f.user_id:
+            context["model_version"] = request.model_version
         row: dict[str, Any] = {
             "event_id": f.event_id or feedback_event_id(f),
             "user_id": f.user_id,

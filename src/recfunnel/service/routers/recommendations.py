@@ -3,12 +3,14 @@ request id (for feedback attribution) and the model version that produced them."
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Response
 
 from recfunnel.core.errors import DataError
+from recfunnel.service.app import Services
 from recfunnel.service.errors import ServiceUnavailable
 from recfunnel.service.recommender import Recommender, Scored
 from recfunnel.service.routers import AUTH_ERRORS, ItemId, ServicesDep, UserId
@@ -21,6 +23,7 @@ from recfunnel.service.schemas import (
 )
 from recfunnel.service.security import require_read
 
+log = logging.getLogger("recfunnel.service")
 router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require_read)])
 RESPONSES: dict[int | str, dict[str, object]] = {
     **AUTH_ERRORS,
@@ -80,6 +83,7 @@ def recommend(
     the model does not know gets the cold-start fallback (not an error)."""
     rec = _served(services)
     ctx = _context(context)
+    services.deletions.follow()  # a user deleted through another worker is forgotten here too
     history: list[str] = []
     limit = services.settings.history_limit
     if limit:
@@ -91,8 +95,20 @@ def recommend(
         [user_id], n, context=ctx, exclude=[exclude], history=[history], request_ids=[request_id]
     )
     out = _answer(response, rec, lst, request_id)
-    services.requests.add(out.request_id, user_id, rec.version)
+    _remember(services, out.request_id, user_id, rec.version)
     return out
+
+
+def _remember(services: Services, request_id: str, user_id: str, version: str) -> None:
+    """Record the served request in the store, where every worker finds it when feedback
+    about it arrives. Best effort: the list is served even if the store refuses."""
+    keep = services.settings.request_log_size
+    if not keep:
+        return
+    try:
+        services.store.record_requests([(request_id, user_id, version)], keep=keep)
+    except Exception as exc:  # any backend's error: attribution degrades, serving does not
+        log.warning("served request %s not recorded (no feedback attribution): %r", request_id, exc)
 
 
 @router.get("/items/{item_id}/similar", responses={**RESPONSES, 404: {"model": ErrorBody}})

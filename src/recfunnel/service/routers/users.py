@@ -23,6 +23,7 @@ router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(req
 def upsert_users(batch: UserBatch, services: ServicesDep) -> Written:
     """Insert or replace users and their attributes (the last row of an id wins)."""
     rows = [u.to_row() for u in batch.users]
+    services.deletions.follow()  # forget deleted users before a re-created one joins the graph
     written = services.store.upsert_users(rows)
     if services.friends is not None:
         services.friends.add_profiles(rows)
@@ -49,9 +50,11 @@ def user_interactions(
 
 @router.delete("/{user_id}", responses=AUTH_ERRORS)
 def delete_user(user_id: UserId, services: ServicesDep) -> UserDeleted:
-    """Remove the user everywhere: their row, events and edges in the store, and what the
-    served model and the request log hold about them. Idempotent (counts are 0 the second
-    time). Model artefacts trained before the deletion still contain the user until the next
+    """Remove the user everywhere: their row, events, edges and served request ids in the
+    store, their feature-log rows, and what the served model and the social graph hold about
+    them, in every worker of the server (the others follow the store's deletion log before
+    their next request that uses users' data). Idempotent (counts are 0 the second time).
+    Model artefacts trained before the deletion still contain the user until the next
     training; the server stops using that part at once."""
     removed = services.store.delete_users([user_id])
     return UserDeleted(user_id=user_id, removed=removed)
