@@ -241,7 +241,8 @@ def raw_faiss_p50(registry: Path, users: np.ndarray, n: int, kind: str = "hnsw")
 
 
 class Server:
-    def __init__(self, store_url: str, registry: Path, log: Path) -> None:
+    def __init__(self, store_url: str, registry: Path, log: Path, workers: int = 1) -> None:
+        self.workers = workers
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -251,34 +252,54 @@ class Server:
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-c", code, "--store", store_url, "--model-dir", str(registry),
-             "--port", str(self.port), "--log-level", "warning", "--poll-seconds", "0"],
+             "--port", str(self.port), "--log-level", "warning",
+             *(["--poll-seconds", "0"] if workers == 1 else ["--workers", str(workers)])],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
     def wait(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout
+        seen: set[bytes] = set()
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("server exited; see the log")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                     s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-                    if b"200 OK" in s.recv(4096):
-                        return
+                    answer = s.recv(4096)
+                    if b"200 OK" in answer:
+                        seen.add(answer.rsplit(b'"worker":', 1)[-1][:12])
+                        if len(seen) >= self.workers:  # every worker has loaded the model
+                            return
+                    time.sleep(0.05)
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError("server did not start")
 
+    def _pids(self) -> list[int]:
+        """The server process and its children (uvicorn's workers)."""
+        pids = [self.proc.pid]
+        for pid in pids:  # grows while walking: children of children
+            for task in Path(f"/proc/{pid}/task").glob("*/children"):
+                pids += [int(c) for c in task.read_text().split()]
+        return pids
+
     def peak_rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        """Peak resident memory (VmHWM), summed over the server's processes."""
+        total = 0.0
+        for pid in self._pids():
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024
+        return total
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time the server has used so far."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User + system CPU time the server's processes have used so far."""
+        total = 0
+        for pid in self._pids():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -298,12 +319,16 @@ async def _client(
     out: list[float],
     rate: float | None = None,
     started: float = 0.0,
+    spread: dict[bytes, int] | None = None,
+    per_worker: int = 0,
 ) -> None:
     """One keep-alive connection. Closed loop (``rate`` None): the next request as soon as the
     last answer arrives. Open loop: request j is *due* at ``started + j / rate``; the
     connection waits for that time, and latency counts from it, so time a request spends
     waiting for a free connection counts too (no coordinated omission, as wrk2 measures)."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    if spread is not None:
+        reader, writer = await _balanced(port, reader, writer, spread, per_worker)
     try:
         while count[0] < limit and time.perf_counter() < deadline:
             j = count[0]
@@ -330,16 +355,63 @@ async def _client(
         writer.close()
 
 
+async def _worker_of(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    writer.write(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    body = await reader.readexactly(length)
+    return body.rsplit(b'"worker":', 1)[-1].split(b"}")[0].strip()
+
+
+async def _balanced(
+    port: int,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    spread: dict[bytes, int],
+    per_worker: int,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Reconnect until this connection lands on a worker holding fewer than ``per_worker`` of
+    the level's connections, as a load balancer in front of the workers would spread them
+    (workers accepting from one shared socket split 8 connections 6:2 in our runs)."""
+    for _ in range(200):
+        worker = await _worker_of(reader, writer)
+        if spread.get(worker, 0) < per_worker:
+            spread[worker] = spread.get(worker, 0) + 1
+            return reader, writer
+        writer.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    raise RuntimeError(f"could not spread connections over the workers: {spread}")
+
+
 def load(
-    port: int, users: list[str], clients: int, n: int, seconds: float, rate: float | None = None
+    port: int,
+    users: list[str],
+    clients: int,
+    n: int,
+    seconds: float,
+    rate: float | None = None,
+    workers: int = 1,
 ) -> dict[str, float | None]:
     async def run(limit: int, budget: float, pace: float | None) -> tuple[list[float], float]:
         out: list[float] = []
         count = [0]
+        spread: dict[bytes, int] | None = {} if workers > 1 else None
+        per_worker = -(-clients // workers)
         started = time.perf_counter()
         await asyncio.gather(
             *(
-                _client(port, users, count, limit, started + budget, out, pace, started)
+                _client(
+                    port,
+                    users,
+                    count,
+                    limit,
+                    started + budget,
+                    out,
+                    pace,
+                    started,
+                    spread,
+                    per_worker,
+                )
                 for _ in range(clients)
             )
         )
@@ -393,6 +465,9 @@ def main() -> int:
         help="the served index; with --funnel, ivfpq replaces the index of the funnel's "
         "indexed generators (compressed embeddings)",
     )
+    p.add_argument(
+        "--workers", type=int, default=1, help="server worker processes (recfunnel serve --workers)"
+    )
     p.add_argument("--cache-dir", default="~/.cache/recfunnel")
     p.add_argument("--workdir", type=Path, default=Path("reports/serve_bench"))
     p.add_argument("--output", type=Path, default=Path("reports/serve_latency.json"))
@@ -433,7 +508,7 @@ def main() -> int:
         peer = "raw FAISS"
         print(f"raw FAISS {args.index} search p50: {raw:.3f} ms", flush=True)
 
-    server = Server(store_url, registry, root / "server.log")
+    server = Server(store_url, registry, root / "server.log", args.workers)
     try:
         t = time.perf_counter()
         server.wait()
@@ -441,7 +516,9 @@ def main() -> int:
         levels = []
         for clients, rate in ((1, None), (8, None), (8, args.rate)):
             cpu = server.cpu_seconds()
-            level = load(server.port, users, clients, args.requests, args.seconds, rate)
+            level = load(
+                server.port, users, clients, args.requests, args.seconds, rate, args.workers
+            )
             # Server CPU per request (warm-up included in both terms): unlike wall-clock
             # latency, it does not grow when other processes hold the cores.
             spent = server.cpu_seconds() - cpu
@@ -473,6 +550,7 @@ def main() -> int:
         },
         "peer": peer,
         "server_start_s": round(start_s, 1),
+        "workers": args.workers,
         "raw_faiss_p50_ms": round(raw, 3),
         "levels": levels,
         "ratio_e2e_p50_to_faiss_p50": round(e2e / raw, 1),
@@ -492,7 +570,8 @@ def main() -> int:
             f"server CPU {lv['server_cpu_ms_per_request']:.2f} ms/req"
         )
     print(f"end-to-end p50 / {peer} p50 = {report['ratio_e2e_p50_to_faiss_p50']}x")
-    print(f"server peak RSS {rss:.0f} MB, started in {start_s:.1f} s")
+    print(f"server peak RSS {rss:.0f} MB (summed over {args.workers} worker(s) and the "
+          f"supervisor), started in {start_s:.1f} s")  # fmt: skip
     print(f"load average {os.getloadavg()}")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2))
