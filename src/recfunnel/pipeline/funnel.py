@@ -593,7 +593,7 @@ class Funnel:
         # De-duplicate: an item proposed twice keeps its first (lowest) merged position.
         key = row * n_items + item
         order = np.lexsort((position, key))
-        first = order[np.r_[True, key[order][1:] != key[order][:-1]]] if len(order) else order
+        first = order[_group_starts(key[order])] if len(order) else order
         row, item, position, src = row[first], item[first], position[first], src[first]
         retrieved = np.ones(len(row), bool)
         if extra is not None and len(extra[0]):
@@ -844,6 +844,15 @@ class Funnel:
         return f"Funnel({' -> '.join(stages)}, n={cfg.n})"
 
 
+def _group_starts(sorted_keys: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+    """True where a run of equal keys begins (``np.r_`` costs ~10 us a call in index tricks)."""
+    out = np.empty(len(sorted_keys), bool)
+    if len(out):
+        out[0] = True
+        np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=out[1:])
+    return out
+
+
 def _top_per_request(
     request: npt.NDArray[np.int64], scores: npt.ArrayLike, keep: int
 ) -> npt.NDArray[np.int64]:
@@ -855,8 +864,8 @@ def _top_per_request(
     pos = np.arange(len(s))
     order = np.lexsort((pos, -s, request))
     req = request[order]
-    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if len(req) else np.zeros(0, int)
-    rank = pos - np.repeat(starts, np.diff(np.r_[starts, len(req)]))
+    starts = np.flatnonzero(_group_starts(req))
+    rank = pos - np.repeat(starts, np.diff(np.append(starts, len(req))))
     return order[rank < keep]
 
 
@@ -879,8 +888,8 @@ def _lists(
     out = [ScoredList((), ())] * n_requests
     if not len(request):
         return out
-    starts = np.flatnonzero(np.r_[True, request[1:] != request[:-1]])
-    ends = np.r_[starts[1:], len(request)]
+    starts = np.flatnonzero(_group_starts(request))
+    ends = np.append(starts[1:], len(request))
     for a, e in zip(starts.tolist(), ends.tolist(), strict=True):
         s = (
             scores[a:e].tolist()

@@ -3,7 +3,9 @@ request id (for feedback attribution) and the model version that produced them."
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import uuid
 from typing import Annotated
 
@@ -64,11 +66,10 @@ def _answer(
     )
 
 
-@router.get("/users/{user_id}/recommendations", responses=RESPONSES)
-def recommend(
+@router.get("/users/{user_id}/recommendations", responses=RESPONSES, response_model=Recommendations)
+async def recommend(
     user_id: UserId,
     services: ServicesDep,
-    response: Response,
     n: N = 10,
     exclude: Annotated[
         list[Annotated[str, Query(max_length=MAX_ID_LENGTH)]],
@@ -78,9 +79,13 @@ def recommend(
         list[Annotated[str, Query(max_length=200)]],
         Query(max_length=32, description="Request context as KEY:VALUE (repeatable)."),
     ] = [],  # noqa: B006
-) -> Recommendations:
+) -> Response:
     """The top ``n`` items for a user, leaving out what they already interacted with. A user
     the model does not know gets the cold-start fallback (not an error)."""
+    # Run on the event loop, not in the thread pool: the pass is CPU-bound Python (threads
+    # only take turns on the GIL), and a sync route costs FastAPI two thread hand-offs (the
+    # route and its response check), about 0.3 ms of a ~4 ms request. A server has one
+    # process per core for parallelism (serve --workers).
     rec = _served(services)
     ctx = _context(context)
     services.deletions.follow()  # a user deleted through another worker is forgotten here too
@@ -94,9 +99,28 @@ def recommend(
     (lst,) = rec.recommend(
         [user_id], n, context=ctx, exclude=[exclude], history=[history], request_ids=[request_id]
     )
-    out = _answer(response, rec, lst, request_id)
-    _remember(services, out.request_id, user_id, rec.version)
-    return out
+    _remember(services, request_id, user_id, rec.version)
+    return _json_answer(request_id, rec.version, lst)
+
+
+def _json_answer(request_id: str, version: str, lst: Scored) -> Response:
+    """The :class:`Recommendations` body written directly: built from plain strings and
+    floats, it needs no model validation (about 0.2 ms per request). Non-finite scores are
+    ``null``, as pydantic writes them.
+
+    >>> _json_answer("r1", "v1", [("a", 0.5), ("b", float("-inf"))]).body
+    b'{"request_id":"r1","model_version":"v1","items":[{"item_id":"a","score":0.5},{"item_id":"b","score":null}]}'
+    """
+    body = {
+        "request_id": request_id,
+        "model_version": version,
+        "items": [{"item_id": i, "score": s if math.isfinite(s) else None} for i, s in lst],
+    }
+    return Response(
+        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8"),
+        media_type="application/json",
+        headers={"X-Request-ID": request_id},
+    )
 
 
 def _remember(services: Services, request_id: str, user_id: str, version: str) -> None:
