@@ -284,14 +284,19 @@ class Server:
                 pids += [int(c) for c in task.read_text().split()]
         return pids
 
-    def peak_rss_mb(self) -> float:
-        """Peak resident memory (VmHWM), summed over the server's processes."""
-        total = 0.0
+    def peak_rss_by_process(self) -> list[float]:
+        """Peak resident memory (VmHWM, MB) of each of the server's processes, the first
+        being the one started (with workers: the supervisor)."""
+        out = []
         for pid in self._pids():
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
-                    total += int(line.split()[1]) / 1024
-        return total
+                    out.append(int(line.split()[1]) / 1024)
+        return out
+
+    def peak_rss_mb(self) -> float:
+        """Peak resident memory (VmHWM), summed over the server's processes."""
+        return sum(self.peak_rss_by_process())
 
     def cpu_seconds(self) -> float:
         """User + system CPU time the server's processes have used so far."""
@@ -526,7 +531,8 @@ def main() -> int:
                 spent * 1e3 / (level["requests"] + max(100, args.requests // 10)), 3
             )
             levels.append(level)
-        rss = server.peak_rss_mb()
+        rss_each = server.peak_rss_by_process()
+        rss = sum(rss_each)
     finally:
         server.stop()
     e2e = levels[0]["p50_ms"]
@@ -555,6 +561,7 @@ def main() -> int:
         "levels": levels,
         "ratio_e2e_p50_to_faiss_p50": round(e2e / raw, 1),
         "server_peak_rss_mb": round(rss, 0),
+        "server_peak_rss_mb_by_process": [round(x) for x in rss_each],
         "machine": {
             "cpus": os.cpu_count(),
             "load_avg": os.getloadavg(),
@@ -570,6 +577,7 @@ def main() -> int:
             f"server CPU {lv['server_cpu_ms_per_request']:.2f} ms/req"
         )
     print(f"end-to-end p50 / {peer} p50 = {report['ratio_e2e_p50_to_faiss_p50']}x")
+    print(f"server peak RSS by process: {', '.join(f'{x:.0f}' for x in rss_each)} MB")
     print(f"server peak RSS {rss:.0f} MB (summed over {args.workers} worker(s) and the "
           f"supervisor), started in {start_s:.1f} s")  # fmt: skip
     print(f"load average {os.getloadavg()}")

@@ -6,9 +6,10 @@ Registered in ``cli/main.py`` with ``app.command("serve")(serve)`` and
 users of the machine could read them in the process list.
 
 ``serve --workers N`` (N > 1) runs N worker processes on one port (uvicorn's supervisor: a
-funnel pass holds the GIL, so one process uses about one core). The app is built once in this
-process first and thrown away, so a bad store URL, model or setting fails here with the usual
-message before any worker starts. The workers get their settings from the environment: the
+funnel pass holds the GIL, so one process uses about one core). The app is built once first,
+in a throwaway spawned process (built in the supervisor, the model would stay in its memory),
+so a bad store URL, model or setting fails here with the usual message before any worker
+starts. The workers get their settings from the environment: the
 keys stay in the variables that hold them, the rest is JSON in ``RECFUNNEL_SERVE_SETTINGS``
 (read by :func:`worker_app`, the factory uvicorn calls in each worker). A worker whose app
 fails to build anyway exits with uvicorn's startup-failure code, which stops the server
@@ -140,15 +141,18 @@ def serve(
             feature_log_flush_seconds=feature_log_flush_seconds,
             workers=workers,
         )
-        # With workers: a check that each will start, then thrown away (they build their own).
-        app = create_app(settings)
+        if workers == 1:
+            app = create_app(settings)
+        else:
+            # A check that each worker will start (they build their own apps), made in a
+            # throwaway process: built here, the model would stay in the supervisor's memory.
+            problem = _probe_in_child(settings)
+            if problem is not None:
+                raise ConfigError(problem)
     except ValidationError as exc:
         _fail(ConfigError(_settings_error(exc)))
     except (RecfunnelError, OSError) as exc:
         _fail(exc)
-    if workers > 1:
-        app.state.services.store.close()
-        del app
     base = f"http://{host}:{port}"
     # The keys stay in the environment: the examples name the variables, never the values.
     console.print(
@@ -175,6 +179,43 @@ def serve(
     failure = _serve_workers(settings, workers, host=host, port=port, log_level=log_level)
     if failure is not None:
         _fail(ConfigError(f"a worker failed to start: {failure}"))
+
+
+def _probe_in_child(settings: ServiceSettings) -> str | None:
+    """Build the app once in a spawned process (the keys reach it through the environment,
+    like the workers'); its error message, or None when it built."""
+    import multiprocessing
+
+    payload = json.dumps(settings.model_dump(mode="json", exclude={"write_key", "read_key"}))
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_probe, args=(payload, send), name="recfunnel-serve-check")
+    child.start()
+    send.close()
+    try:
+        message: str | None = receive.recv()
+    except EOFError:
+        message = f"the start-up check died (exit code {child.exitcode})"
+    child.join()
+    return message
+
+
+def _probe(payload: str, send: Any) -> None:
+    from recfunnel.service.app import create_app
+    from recfunnel.service.settings import ServiceSettings
+
+    message = None
+    try:
+        app = create_app(ServiceSettings.from_environment(os.environ, **json.loads(payload)))
+        app.state.services.store.close()
+    except ValidationError as exc:
+        message = _settings_error(exc)
+    except (RecfunnelError, OSError) as exc:
+        message = str(exc)
+    except Exception as exc:  # a worker would fail the same way
+        message = f"{type(exc).__name__}: {exc}"
+    send.send(message)
+    send.close()
 
 
 def _serve_workers(
