@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from funnel_data import clustered
 
 from recfunnel.candidates import make_generator
 from recfunnel.core.errors import ArtifactError, NotFittedError
@@ -16,21 +17,6 @@ from recfunnel.evaluation.harness import FullRanking
 from recfunnel.pipeline.funnel import Funnel, FunnelContext
 from recfunnel.pipeline.funnel_config import FunnelConfig
 from recfunnel.pipeline.funnel_eval import evaluate_funnel_stages
-
-
-def _clustered(seed: int = 0, n_users: int = 80, n_items: int = 60) -> InteractionMatrix:
-    """Two taste clusters (even / odd items), timestamps, a few heavy items."""
-    rng = np.random.default_rng(seed)
-    users, items, ts = [], [], []
-    for u in range(n_users):
-        pool = np.arange(u % 2, n_items, 2)
-        weights = 1.0 / (1.0 + np.arange(len(pool)))
-        k = int(rng.integers(6, 16))
-        chosen = rng.choice(pool, size=k, replace=False, p=weights / weights.sum())
-        users += [f"u{u}"] * k
-        items += [f"i{i}" for i in chosen]
-        ts += rng.uniform(0, 1e6, k).tolist()
-    return InteractionMatrix.from_arrays(users, items, timestamp=ts)
 
 
 def _config(**sections: Any) -> FunnelConfig:
@@ -58,7 +44,7 @@ RANKED = {
 
 @pytest.fixture(scope="module")
 def data() -> InteractionMatrix:
-    return _clustered()
+    return clustered()
 
 
 @pytest.fixture(scope="module")

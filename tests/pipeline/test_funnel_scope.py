@@ -8,25 +8,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from funnel_data import clustered
 
 from recfunnel.core.errors import ConfigError
 from recfunnel.core.matrix import InteractionMatrix
 from recfunnel.pipeline.funnel import Funnel, FunnelContext, _relative_to_candidates
 from recfunnel.pipeline.funnel_config import FunnelConfig
-
-
-def _clustered(seed: int = 0, n_users: int = 90, n_items: int = 70) -> InteractionMatrix:
-    rng = np.random.default_rng(seed)
-    users, items, ts = [], [], []
-    for u in range(n_users):
-        pool = np.arange(u % 2, n_items, 2)
-        weights = 1.0 / (1.0 + np.arange(len(pool)))
-        k = int(rng.integers(6, 16))
-        chosen = rng.choice(pool, size=k, replace=False, p=weights / weights.sum())
-        users += [f"u{u}"] * k
-        items += [f"i{i}" for i in chosen]
-        ts += rng.uniform(0, 1e6, k).tolist()
-    return InteractionMatrix.from_arrays(users, items, timestamp=ts)
 
 
 def _config(scope: str, als: dict[str, Any] | None = None, **sections: Any) -> FunnelConfig:
@@ -51,7 +38,7 @@ def _config(scope: str, als: dict[str, Any] | None = None, **sections: Any) -> F
 
 @pytest.fixture(scope="module")
 def data() -> InteractionMatrix:
-    return _clustered()
+    return clustered(n_users=90, n_items=70)
 
 
 @pytest.fixture(scope="module")

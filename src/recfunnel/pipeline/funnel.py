@@ -543,15 +543,7 @@ class Funnel:
         source = np.concatenate(source_l) if source_l else np.zeros(0, object)
         srt = np.lexsort((position, row))
         row, item, source = row[srt], item[srt], source[srt]
-        columns: dict[str, Any] = {
-            "request": _request_numbers(row, request_offset),
-            "user": users[row],
-            "item": item,
-            "user_id": self.users_.decode(users[row]),
-            "item_id": self.items_.decode(item),
-            "timestamp": np.full(len(row), now),
-            "source": source,
-        }
+        columns = self._base_columns(users, row, item, now, request_offset, source)
         for name, (raw, z, rank) in per_gen.items():
             columns[f"score_{name}"] = raw[row, item]
             columns[f"z_{name}"] = z[row, item]
@@ -610,15 +602,7 @@ class Funnel:
         srt = np.lexsort((position, row))
         row, item, src, retrieved = row[srt], item[srt], src[srt], retrieved[srt]
         labels = np.array([*names, "random"], dtype=object)
-        columns: dict[str, Any] = {
-            "request": _request_numbers(row, request_offset),
-            "user": users[row],
-            "item": item,
-            "user_id": self.users_.decode(users[row]),
-            "item_id": self.items_.decode(item),
-            "timestamp": np.full(len(row), now),
-            "source": labels[src],
-        }
+        columns = self._base_columns(users, row, item, now, request_offset, labels[src])
         for name in names:
             raw = self.generators_[name].score_pairs(users[row], item)
             z, rank = _relative_to_candidates(row, raw, retrieved, b)
@@ -627,6 +611,26 @@ class Funnel:
             columns[f"rank_{name}"] = rank
         columns["_row"] = np.arange(len(row))
         return Columns(columns)
+
+    def _base_columns(
+        self,
+        users: npt.NDArray[np.int64],
+        row: npt.NDArray[np.int64],
+        item: npt.NDArray[np.int64],
+        now: float,
+        request_offset: int | npt.NDArray[np.int64],
+        source: npt.NDArray[np.object_],
+    ) -> dict[str, Any]:
+        """The candidate rows' identity columns (the generators' columns come after)."""
+        return {
+            "request": _request_numbers(row, request_offset),
+            "user": users[row],
+            "item": item,
+            "user_id": self.users_.decode(users[row]),
+            "item_id": self.items_.decode(item),
+            "timestamp": np.full(len(row), now),
+            "source": source,
+        }
 
     def _retrieve(
         self, name: str, users: npt.NDArray[np.int64], k: int, blocked: sp.csr_matrix
