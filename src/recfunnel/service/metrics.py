@@ -173,18 +173,29 @@ class RequestMetrics:
             return
         started = time.perf_counter()
         status = 500
+        recorded = False
 
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
+        def record() -> None:
+            nonlocal recorded
+            recorded = True
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
             self.metrics.requests.labels(method, template, str(status)).inc()
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted before the last byte leaves: a client holding its answer finds the
+                # request in /metrics (of any worker).
+                record()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            if not recorded:
+                record()
