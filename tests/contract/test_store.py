@@ -21,7 +21,15 @@ import pytest
 
 from recfunnel.core.errors import ConfigError, DataError
 from recfunnel.core.schema import Interaction, Item, SocialEdge, User
-from recfunnel.core.store import Deletions, IngestResult, ServedRequest, Store, StoredInteraction
+from recfunnel.core.store import (
+    Change,
+    Changes,
+    Deletions,
+    IngestResult,
+    ServedRequest,
+    Store,
+    StoredInteraction,
+)
 from recfunnel.data.store import open_store
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -295,6 +303,55 @@ def test_deletions_are_logged_in_order_for_other_processes(store_url: str) -> No
         assert other.deletions_since().user_ids == ["ana", "nobody", "bo", "ana"]
         with pytest.raises(ConfigError, match="position"):
             other.deletions_since(-1)
+
+
+def test_writes_are_logged_in_order_for_other_processes(store_url: str) -> None:
+    with open_store(store_url) as store, open_store(store_url) as other:
+        assert other.changes_since() == Changes([], 0, True)
+        store.add_edges([SocialEdge("a", "b", timestamp=5.0), SocialEdge("b", "c", kind="block")])
+        store.upsert_users([User("a", {"community": 1})])
+        store.upsert_items([Item("x", {"genre": "jazz"}, created_at=1.0)])
+        store.add_interactions(events(3))  # not logged
+        store.remove_edges([("a", "b"), ("zz", "yy")])  # logged as asked
+        store.delete_users(["c"])
+        store.upsert_users([])  # nothing written: nothing logged
+        found = other.changes_since()
+        assert found.complete and [(c.kind, c.rows) for c in found.entries] == [
+            ("edges", [["a", "b", 5.0, "connect"], ["b", "c", None, "block"]]),
+            ("users", [["a", {"community": 1}]]),
+            ("items", [["x", {"genre": "jazz"}, 1.0, None]]),
+            ("edges_removed", [["a", "b"], ["zz", "yy"]]),
+            ("users_deleted", [["c"]]),
+        ]
+        seqs = [c.seq for c in found.entries]
+        assert seqs == sorted(seqs) and found.position == seqs[-1]
+        assert other.changes_since(found.position) == Changes([], found.position, True)
+        part = other.changes_since(seqs[0], limit=2)
+        assert [c.kind for c in part.entries] == ["users", "items"] and part.position == seqs[2]
+        with pytest.raises(ConfigError, match="position"):
+            other.changes_since(-1)
+        with pytest.raises(ConfigError, match="limit"):
+            other.changes_since(0, limit=0)
+
+
+def test_change_log_is_a_bounded_window(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import recfunnel.core.store as contract
+
+    monkeypatch.setattr(contract, "CHANGES_KEEP", 3)
+    monkeypatch.setattr(contract, "CHANGE_ROWS_MAX", 2)
+    for module in ("sqlite", "postgres"):
+        monkeypatch.setattr(f"recfunnel.data.store.{module}.CHANGES_KEEP", 3)
+    with open_store(store_url) as store:
+        start = store.changes_since().position
+        for i in range(5):
+            store.upsert_users([User(f"u{i}")])
+        window = store.changes_since(start)
+        assert not window.complete  # the first two were dropped: the reader must rebuild
+        assert [c.rows for c in window.entries] == [[["u2", {}]], [["u3", {}]], [["u4", {}]]]
+        assert store.changes_since(window.entries[0].seq - 1).complete
+        store.add_edges([("a", "b"), ("b", "c"), ("c", "d")])  # a bulk write: a reset
+        last = store.changes_since(window.position)
+        assert last.entries == [Change(last.position, "reset", [])] and last.complete
 
 
 def test_served_requests_are_shared_bounded_and_deleted_with_the_user(store_url: str) -> None:

@@ -4,7 +4,8 @@ Each keep-alive connection is answered by one worker for its whole life (``GET /
 names it), so the tests pin connections to workers and check what must hold across them:
 concurrent ingestion through both loses and duplicates nothing, feedback for a request
 served by the other worker is attributed, ``/metrics`` adds up both workers, a user deleted
-through one worker is forgotten by the other, a new registry version reaches both, and a
+through one worker is forgotten by the other, edges (blocks, removals) and items posted
+through one worker are in force in the other, a new registry version reaches both, and a
 worker that cannot start stops the server instead of being restarted forever.
 """
 
@@ -57,6 +58,12 @@ def server(root: Path) -> Iterator[ServerProcess]:
 @pytest.fixture
 def pinned(server: ServerProcess) -> Iterator[list[list[httpx.Client]]]:
     """Two keep-alive connections to each worker: ``pinned[w][k]``."""
+    with _pin(server) as clients:
+        yield clients
+
+
+@contextlib.contextmanager
+def _pin(server: ServerProcess) -> Iterator[list[list[httpx.Client]]]:
     by_worker: dict[int, list[httpx.Client]] = {}
     spare: list[httpx.Client] = []
     for _ in range(60):  # the kernel hands each new connection to one of the workers
@@ -192,6 +199,84 @@ def test_a_user_deleted_through_one_worker_is_forgotten_by_the_other(
          "event_type": "click"}]})  # fmt: skip
     rows = one.get("/v1/users/a/interactions", headers=W).json()["interactions"]
     assert [row["context"] for row in rows] == [{"request_id": served["request_id"]}]
+
+
+def _suggested(client: httpx.Client, user: str) -> dict[str, str]:
+    r = client.get(f"/v1/users/{user}/friend-suggestions", params={"n": 20}, headers=R)
+    assert r.status_code == 200, r.text
+    return {u["user_id"]: u["source"] for u in r.json()["users"]}
+
+
+def _edges(client: httpx.Client, pairs: list[tuple[str, str]], kind: str = "connect") -> None:
+    body = {"edges": [{"src_user_id": a, "dst_user_id": b, "kind": kind} for a, b in pairs]}
+    r = client.post("/v1/edges", json=body, headers=W)
+    assert r.status_code == 200, r.text
+
+
+def test_edges_posted_through_one_worker_are_in_force_in_the_other(
+    pinned: list[list[httpx.Client]],
+) -> None:
+    one, other = pinned[0][0], pinned[1][0]
+    # Friendships g1-g2 and g2-g3: g3 is a friend of a friend of g1.
+    _edges(one, [("g1", "g2"), ("g2", "g1"), ("g2", "g3"), ("g3", "g2")])
+    assert _suggested(other, "g1").get("g3") == "model"
+    # A block posted to one worker: the other never suggests the pair, either way.
+    _edges(one, [("g3", "g1")], kind="block")
+    assert "g3" not in _suggested(other, "g1") and "g1" not in _suggested(other, "g3")
+    # Unblocking (removing the edge) through the other worker: the first one follows.
+    r = other.request("DELETE", "/v1/edges", headers=W,
+                      json={"edges": [{"src_user_id": "g3", "dst_user_id": "g1"}]})  # fmt: skip
+    assert r.status_code == 200 and r.json() == {"removed": 1}
+    assert _suggested(one, "g1").get("g3") == "model"
+    # Unfriending g2 through one worker: g3 is no longer a friend of a friend in the other.
+    r = one.request("DELETE", "/v1/edges", headers=W,
+                    json={"edges": [{"src_user_id": "g1", "dst_user_id": "g2"},
+                                    {"src_user_id": "g2", "dst_user_id": "g1"}]})  # fmt: skip
+    assert r.status_code == 200 and r.json() == {"removed": 2}
+    assert _suggested(other, "g1").get("g3") != "model"
+
+
+@pytest.fixture(scope="module")
+def two_tower_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """Two workers serving a two-tower model trained with item genres (users u0..u7)."""
+    import pandas as pd
+
+    from recfunnel.candidates import make_generator
+    from recfunnel.core.matrix import InteractionMatrix
+
+    root = tmp_path_factory.mktemp("workers-tt")
+    users = [f"u{i}" for i in range(8) for _ in range(3)]
+    items = [f"{'j' if i % 2 else 'r'}{(i + k) % 4}" for i in range(8) for k in range(3)]
+    features = pd.DataFrame(
+        {"item_id": [f"{g}{k}" for g in "jr" for k in range(4)],
+         "genre": ["jazz"] * 4 + ["rock"] * 4}
+    )  # fmt: skip
+    model = make_generator("two_tower", dim=8, hidden=0, min_steps=30, epochs=2)
+    model.fit(InteractionMatrix.from_arrays(users, items), item_features=features)
+    publish_model(model.save(root / "tt"), root / "registry", version="tt1")
+    proc = ServerProcess(
+        f"sqlite:///{root / 'events.db'}", root / "server.log",
+        "--model-dir", str(root / "registry"), "--workers", str(WORKERS),
+    ).start()  # fmt: skip
+    try:
+        yield proc
+    finally:
+        proc.stop()
+    assert proc.proc is not None and proc.proc.returncode == 0
+
+
+def test_an_item_posted_through_one_worker_is_recommendable_in_the_other(
+    two_tower_server: ServerProcess,
+) -> None:
+    with _pin(two_tower_server) as pinned:
+        one, other = pinned[0][0], pinned[1][0]
+        assert other.get("/v1/items/j-new/similar", headers=R).status_code == 404
+        item = {"item_id": "j-new", "attributes": {"genre": "jazz"}}
+        r = one.post("/v1/items", json={"items": [item]}, headers=W)
+        assert r.json() == {"written": 1, "indexed": 1}
+        recs = other.get("/v1/users/u1/recommendations", params={"n": 20}, headers=R).json()
+        assert "j-new" in [it["item_id"] for it in recs["items"]]
+        assert other.get("/v1/items/j-new/similar", headers=R).status_code == 200
 
 
 def test_a_new_version_reaches_every_worker(root: Path, pinned: list[list[httpx.Client]]) -> None:

@@ -33,6 +33,16 @@ The contract, for every backend:
   read the log with :meth:`Store.deletions_since` to forget, in their own memory, users
   deleted through another process. The log keeps the ids (and nothing else about the user) so
   that a process started later, or a model trained before the deletion, stops using them too.
+* **The change log.** Every write of users, items or edges, and every user deletion, also
+  appends one entry to the store's change log in the same transaction (``kind`` and the
+  written rows, normalised: see :class:`Change`), so processes sharing the store (the
+  workers of ``recfunnel serve --workers N``) apply each other's writes to their in-memory
+  state by reading :meth:`Store.changes_since`. Entries are in commit order: a reader that
+  saw position ``p`` never later finds a new entry below it. The log is a bounded window:
+  each logged write drops all but the newest ``CHANGES_KEEP`` entries, and a batch larger
+  than ``CHANGE_ROWS_MAX`` rows is logged as a ``"reset"`` entry without rows (bulk loads).
+  A reader that fell behind the window (``complete`` is False) or meets a ``reset`` rebuilds
+  what it holds from the tables. Interactions are not logged (they are read per request).
 * **Served requests** (request id → user, model version) are remembered for feedback
   attribution across processes: :meth:`Store.record_requests` keeps the most recent ``keep``
   of them. Unlike the rest they are not acknowledged writes (SQLite commits them without an
@@ -118,6 +128,35 @@ class Deletions(NamedTuple):
 
     user_ids: list[str]
     position: int
+
+
+#: Entries the change log keeps (older ones are dropped by later writes).
+CHANGES_KEEP = 10_000
+#: A logged batch with more rows than this is logged as a ``"reset"`` entry without rows.
+CHANGE_ROWS_MAX = 10_000
+#: Kinds of change-log entries and the rows each carries (JSON arrays):
+#: ``edges`` ``[src, dst, timestamp, kind]``, ``edges_removed`` ``[src, dst]``, ``users``
+#: ``[user_id, attributes]``, ``items`` ``[item_id, attributes, created_at, expires_at]``
+#: (attributes decoded to objects), ``users_deleted`` ``[user_id]``, ``reset`` none.
+CHANGE_KINDS = ("edges", "edges_removed", "users", "items", "users_deleted", "reset")
+
+
+class Change(NamedTuple):
+    """One entry of the change log: its position, kind and rows (see ``CHANGE_KINDS``)."""
+
+    seq: int
+    kind: str
+    rows: list[list[Any]]
+
+
+class Changes(NamedTuple):
+    """Change-log entries after a position (oldest first), the position to read on from, and
+    whether they are all there is after it (False: older entries were dropped meanwhile, the
+    reader must rebuild its state from the tables)."""
+
+    entries: list[Change]
+    position: int
+    complete: bool
 
 
 class Store(ABC):
@@ -210,6 +249,12 @@ class Store(ABC):
         """Users deleted after ``position`` of the deletion log (0: from the start), oldest
         first. Positions only grow, and every process sees deletions in one order: pass the
         returned ``position`` next time to read only newer ones."""
+
+    @abstractmethod
+    def changes_since(self, position: int = 0, *, limit: int = 1000) -> Changes:
+        """Up to ``limit`` change-log entries after ``position`` (0: from the start), oldest
+        first; pass the returned ``position`` next time. One indexed read when there is
+        nothing new."""
 
     @abstractmethod
     def purge_expired(self, at: float | None = None) -> int:

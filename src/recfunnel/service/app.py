@@ -32,8 +32,9 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 
-from recfunnel.core.store import Store
+from recfunnel.core.store import Change, Store
 from recfunnel.service import errors
+from recfunnel.service.changes import ChangeFollower
 from recfunnel.service.deletions import DeletionFollower
 from recfunnel.service.friends import FriendService
 from recfunnel.service.metrics import RequestMetrics, ServiceMetrics
@@ -69,6 +70,10 @@ class Services:
     #: Applies user deletions made through any process sharing the store (see
     #: ``service/deletions.py``); routes that use users' data call ``deletions.follow()``.
     deletions: DeletionFollower
+    #: Applies writes of users, items and edges (and deletions) made through any process
+    #: sharing the store, this one's included (see ``service/changes.py``); routes that use
+    #: the graph or the model call ``changes.follow()`` (write routes after their write).
+    changes: ChangeFollower
     #: Served features of funnel requests (``settings.feature_log_dir``), or None.
     feature_log: FeatureLogger | None = None
     #: The live social graph and friend model (``None`` until ``create_app`` builds it).
@@ -123,10 +128,17 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         deletions=DeletionFollower(
             the_store, forget=lambda ids: _forget(ids, services), feature_log=feature_log
         ),
+        changes=ChangeFollower(
+            the_store,
+            apply=lambda change: _apply(change, services),
+            rebuild=lambda: _rebuild(services),
+        ),
         feature_log=feature_log,
     )
-    # Before the graph is read: a deletion logged after this point is followed later.
+    # Before the graph is read: a deletion or write logged after this point is followed later
+    # (applying one that the tables already hold again is harmless).
     services.forgotten.update(services.deletions.catch_up())
+    services.changes.catch_up()
     services.models = ModelHolder(
         settings.model_dir,
         loader=lambda path, version: load_recommender(
@@ -264,6 +276,48 @@ def _follow_into_log(services: Services) -> None:
     services.deletions.delete_logged_rows()
 
 
+def _apply(change: Change, services: Services) -> None:
+    """Apply one change-log entry to this process's graph and served model."""
+    friends, rows = services.friends, change.rows
+    if change.kind == "users_deleted":
+        services.deletions.follow()  # their feature-log rows too
+        _forget([r[0] for r in rows], services)  # again, in log order: no later edge undone
+    elif friends is None:
+        pass
+    elif change.kind == "edges":
+        friends.apply_edges(
+            {"src_user_id": r[0], "dst_user_id": r[1], "timestamp": r[2], "kind": r[3]}
+            for r in rows
+        )
+    elif change.kind == "edges_removed":
+        friends.remove_edges((r[0], r[1]) for r in rows)
+    elif change.kind == "users":
+        friends.add_profiles({"user_id": r[0], "attributes": r[1]} for r in rows)
+    if change.kind == "items":
+        current = services.models.current
+        if current is not None and current.accepts_new_items:
+            embed_items(current, [{"item_id": r[0], "attributes": r[1]} for r in rows])
+
+
+def embed_items(rec: Recommender, rows: list[dict[str, Any]]) -> int:
+    """Embed items into ``rec`` (those it knows are skipped); 0 when it cannot."""
+    try:
+        return rec.add_items(rows)
+    except (ValueError, KeyError) as exc:  # stored anyway; embedding is best effort
+        log.warning("items stored but not embedded into %s: %s", rec.version, exc)
+        return 0
+
+
+def _rebuild(services: Services) -> None:
+    """The change log no longer holds everything since this process last read it: read the
+    graph again and embed every item with attributes into the served model."""
+    services.deletions.follow()
+    services.friends = FriendService.from_store(services.store, services.settings.friends_model_dir)
+    current = services.models.current
+    if current is not None:
+        _prepare(current, services)
+
+
 def _swapped(rec: Recommender, services: Services) -> None:
     # Again after the swap: a deletion followed while the version loaded is in force too.
     rec.forget_users(set(services.forgotten))
@@ -288,4 +342,4 @@ def _deleted_here(services: Services) -> None:
     _follow_into_log(services)
 
 
-__all__ = ["Services", "create_app", "get_services"]
+__all__ = ["Services", "create_app", "embed_items", "get_services"]

@@ -10,7 +10,7 @@ import json
 import math
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -462,3 +462,30 @@ def check_position(position: int) -> int:
     if type(position) is not int or position < 0:
         raise ConfigError(f"position must be an integer >= 0, got {position!r}")
     return position
+
+
+def change_entry(kind: str, rows: Sequence[Sequence[Any]]) -> tuple[str, str]:
+    """``(kind, payload)`` of a change-log entry for rows already normalised (``*_rows``);
+    attributes (JSON text) are stored decoded, a batch over ``CHANGE_ROWS_MAX`` rows is a
+    ``reset`` entry without rows."""
+    from recfunnel.core.store import CHANGE_ROWS_MAX
+
+    if len(rows) > CHANGE_ROWS_MAX:
+        return "reset", "[]"
+    if kind in ("users", "items"):
+        rows = [[r[0], json.loads(r[1]), *r[2:]] for r in rows]
+    return kind, json.dumps([list(r) for r in rows], separators=(",", ":"))
+
+
+def change_rows(payload: str) -> list[list[Any]]:
+    rows: list[list[Any]] = json.loads(payload)
+    return rows
+
+
+def check_limit(limit: int) -> int:
+    """How many change-log entries to read at most: a positive integer."""
+    from recfunnel.core.errors import ConfigError
+
+    if type(limit) is not int or limit < 1:
+        raise ConfigError(f"limit must be a positive integer, got {limit!r}")
+    return limit

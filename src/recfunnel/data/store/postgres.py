@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
 from recfunnel.core.errors import ArtifactError, ConfigError
 from recfunnel.core.store import (
+    CHANGES_KEEP,
     TABLES,
+    Change,
+    Changes,
     Deletions,
     IngestResult,
     Page,
@@ -78,6 +81,8 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS served_requests_user ON served_requests (user_id)",
     "CREATE TABLE IF NOT EXISTS user_deletions (seq BIGSERIAL PRIMARY KEY, "
     'user_id TEXT COLLATE "C" NOT NULL, deleted_at DOUBLE PRECISION NOT NULL)',
+    "CREATE TABLE IF NOT EXISTS changes (seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, "
+    "payload TEXT NOT NULL)",
 )
 
 #: Version 1 -> 2, run under the DDL lock: edges get their kind (every stored edge was a
@@ -201,11 +206,15 @@ class PostgresStore(Store):
         rows = sorted(_rows.user_rows(users))
         if rows:
             self._write(
-                lambda cur: cur.execute(
-                    "INSERT INTO users (user_id, attributes) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[]) "
-                    "ON CONFLICT (user_id) DO UPDATE SET attributes = EXCLUDED.attributes",
-                    _columns(rows, 2),
+                lambda cur: _log_change(
+                    cur.execute(
+                        "INSERT INTO users (user_id, attributes) "
+                        "SELECT * FROM unnest(%s::text[], %s::text[]) "
+                        "ON CONFLICT (user_id) DO UPDATE SET attributes = EXCLUDED.attributes",
+                        _columns(rows, 2),
+                    ),
+                    "users",
+                    rows,
                 )
             )
         return len(rows)
@@ -214,12 +223,17 @@ class PostgresStore(Store):
         rows = sorted(_rows.item_rows(items), key=lambda r: r[0])
         if rows:
             self._write(
-                lambda cur: cur.execute(
-                    "INSERT INTO items (item_id, attributes, created_at, expires_at) "
-                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::float8[]) "
-                    "ON CONFLICT (item_id) DO UPDATE SET attributes = EXCLUDED.attributes, "
-                    "created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at",
-                    _columns(rows, 4),
+                lambda cur: _log_change(
+                    cur.execute(
+                        "INSERT INTO items (item_id, attributes, created_at, expires_at) "
+                        "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], "
+                        "%s::float8[]) ON CONFLICT (item_id) DO UPDATE SET "
+                        "attributes = EXCLUDED.attributes, created_at = EXCLUDED.created_at, "
+                        "expires_at = EXCLUDED.expires_at",
+                        _columns(rows, 4),
+                    ),
+                    "items",
+                    rows,
                 )
             )
         return len(rows)
@@ -246,6 +260,7 @@ class PostgresStore(Store):
                 "WHERE e.src_user_id = p.src AND e.dst_user_id = p.dst AND e.kind <> p.kind",
                 [columns[0], columns[1], columns[3]],
             )
+            _log_change(cur, "edges", rows)
             return added
 
         return self._write(work)
@@ -254,15 +269,17 @@ class PostgresStore(Store):
         pairs = sorted(_rows.edge_pairs(edges))
         if not pairs:
             return 0
-        return self._write(
-            lambda cur: (
-                cur.execute(
-                    "DELETE FROM edges e USING unnest(%s::text[], %s::text[]) AS p(src, dst) "
-                    "WHERE e.src_user_id = p.src AND e.dst_user_id = p.dst",
-                    _columns(pairs, 2),
-                ).rowcount
-            )
-        )
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            removed = cur.execute(
+                "DELETE FROM edges e USING unnest(%s::text[], %s::text[]) AS p(src, dst) "
+                "WHERE e.src_user_id = p.src AND e.dst_user_id = p.dst",
+                _columns(pairs, 2),
+            ).rowcount
+            _log_change(cur, "edges_removed", pairs)
+            return removed
+
+        return self._write(work)
 
     def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
         given = _rows.check_ids(user_ids, "user_id")
@@ -293,6 +310,7 @@ class PostgresStore(Store):
                 "SELECT u, %s FROM unnest(%s::text[]) WITH ORDINALITY AS d(u, o) ORDER BY o",
                 (time.time(), given),
             )
+            _log_change(cur, "users_deleted", [(u,) for u in given])
             return removed
 
         return self._write(work)
@@ -338,6 +356,20 @@ class PostgresStore(Store):
                 "SELECT seq, user_id FROM user_deletions WHERE seq > %s ORDER BY seq", (after,)
             ).fetchall()
         return Deletions([r[1] for r in rows], int(rows[-1][0]) if rows else after)
+
+    def changes_since(self, position: int = 0, *, limit: int = 1000) -> Changes:
+        after = _rows.check_position(position)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, kind, payload, (SELECT value FROM store_meta "
+                "WHERE key = 'changes_trimmed') FROM changes WHERE seq > %s ORDER BY seq LIMIT %s",
+                (after, _rows.check_limit(limit)),
+            ).fetchall()
+        if not rows:
+            return Changes([], after, True)
+        trimmed = int(rows[0][3]) if rows[0][3] is not None else 0
+        entries = [Change(int(r[0]), r[1], _rows.change_rows(r[2])) for r in rows]
+        return Changes(entries, int(rows[-1][0]), after >= trimmed)
 
     def purge_expired(self, at: float | None = None) -> int:
         when = _rows.moment(at, "purge_expired")
@@ -414,6 +446,32 @@ class PostgresStore(Store):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _log_change(cur: psycopg.Cursor[Any], kind: str, rows: Sequence[Any]) -> None:
+    """Append a change-log entry at the end of a write's transaction and drop all but the
+    newest ``CHANGES_KEEP`` entries (recording how far: ``changes_trimmed``).
+
+    The exclusive table lock (readers are not blocked) is held until commit, so positions are
+    committed in order: a reader that saw position p never misses one below it. It is taken
+    last, after the write's row locks, and nothing waits on a row lock after it, so it cannot
+    deadlock; two writes of one row serialise on the row lock first, so their entries are in
+    the order of their effects."""
+    if not rows:
+        return
+    cur.execute("LOCK TABLE changes IN EXCLUSIVE MODE")
+    row = cur.execute(
+        "INSERT INTO changes (kind, payload) VALUES (%s, %s) RETURNING seq",
+        _rows.change_entry(kind, rows),
+    ).fetchone()
+    assert row is not None
+    cutoff = int(row[0]) - CHANGES_KEEP
+    if cutoff > 0 and cur.execute("DELETE FROM changes WHERE seq <= %s", (cutoff,)).rowcount:
+        cur.execute(
+            "INSERT INTO store_meta VALUES ('changes_trimmed', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (str(cutoff),),
+        )
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

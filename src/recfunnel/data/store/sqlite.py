@@ -31,7 +31,10 @@ import pandas as pd
 
 from recfunnel.core.errors import ArtifactError, ConfigError
 from recfunnel.core.store import (
+    CHANGES_KEEP,
     TABLES,
+    Change,
+    Changes,
     Deletions,
     IngestResult,
     Page,
@@ -73,11 +76,14 @@ CREATE TABLE IF NOT EXISTS served_requests (
 CREATE INDEX IF NOT EXISTS served_requests_user ON served_requests (user_id);
 CREATE TABLE IF NOT EXISTS user_deletions (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, user_id TEXT NOT NULL, deleted_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, payload TEXT NOT NULL);
 """
 #: ``served_requests`` and ``user_deletions`` came after version 2 without a version change:
 #: they are only added (``CREATE … IF NOT EXISTS`` on every open), and a reader that does not
-#: know them never looks at them. ``user_deletions`` uses AUTOINCREMENT so that positions are
-#: never reused.
+#: know them never looks at them (nor ``changes``, the change log). ``user_deletions`` and
+#: ``changes`` use AUTOINCREMENT so that positions are never reused. Every write holds the
+#: database's write lock (``BEGIN IMMEDIATE``), so change-log positions follow commit order.
 
 
 #: Connection settings, after ``journal_mode=WAL``: fsync the log on every commit, and a page
@@ -221,6 +227,7 @@ class SQLiteStore(Store):
                 "ON CONFLICT (user_id) DO UPDATE SET attributes = excluded.attributes",
                 rows,
             )
+            _log_change(cur, "users", rows)
         return len(rows)
 
     def upsert_items(self, items: Iterable[Any]) -> int:
@@ -232,6 +239,7 @@ class SQLiteStore(Store):
                 "expires_at = excluded.expires_at",
                 rows,
             )
+            _log_change(cur, "items", rows)
         return len(rows)
 
     def add_edges(self, edges: Iterable[Any]) -> int:
@@ -250,6 +258,7 @@ class SQLiteStore(Store):
                 "AND kind <> ?4",
                 rows,
             )
+            _log_change(cur, "edges", rows)
             return added
 
     def remove_edges(self, edges: Iterable[Any]) -> int:
@@ -257,7 +266,9 @@ class SQLiteStore(Store):
         with self._write() as cur:
             before = self._conn.total_changes
             cur.executemany("DELETE FROM edges WHERE src_user_id = ? AND dst_user_id = ?", pairs)
-            return self._conn.total_changes - before
+            removed = self._conn.total_changes - before
+            _log_change(cur, "edges_removed", pairs)
+            return removed
 
     def _delete_users(self, user_ids: list[str]) -> dict[str, int]:
         ids = [(u,) for u in _rows.check_ids(user_ids, "user_id")]
@@ -277,6 +288,7 @@ class SQLiteStore(Store):
                 "INSERT INTO user_deletions (user_id, deleted_at) VALUES (?, ?)",
                 [(u, now) for (u,) in ids],
             )
+            _log_change(cur, "users_deleted", ids)
         return removed
 
     def record_requests(self, requests: Iterable[Any], *, keep: int) -> None:
@@ -322,6 +334,21 @@ class SQLiteStore(Store):
                 "SELECT seq, user_id FROM user_deletions WHERE seq > ? ORDER BY seq", (after,)
             ).fetchall()
         return Deletions([r[1] for r in rows], rows[-1][0] if rows else after)
+
+    def changes_since(self, position: int = 0, *, limit: int = 1000) -> Changes:
+        after = _rows.check_position(position)
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, kind, payload FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, _rows.check_limit(limit)),
+            ).fetchall()
+            if not rows:
+                return Changes([], after, True)
+            trimmed = self._conn.execute(
+                "SELECT value FROM store_meta WHERE key = 'changes_trimmed'"
+            ).fetchone()
+        entries = [Change(r[0], r[1], _rows.change_rows(r[2])) for r in rows]
+        return Changes(entries, rows[-1][0], after >= (int(trimmed[0]) if trimmed else 0))
 
     def purge_expired(self, at: float | None = None) -> int:
         when = _rows.moment(at, "purge_expired")
@@ -391,6 +418,21 @@ class SQLiteStore(Store):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _log_change(cur: sqlite3.Cursor, kind: str, rows: list[Any]) -> None:
+    """Append a change-log entry (in the write's transaction) and drop all but the newest
+    ``CHANGES_KEEP`` entries, recording how far they were dropped (``changes_trimmed``)."""
+    if not rows:
+        return
+    cur.execute("INSERT INTO changes (kind, payload) VALUES (?, ?)", _rows.change_entry(kind, rows))
+    cutoff = (cur.lastrowid or 0) - CHANGES_KEEP
+    if cutoff > 0 and cur.execute("DELETE FROM changes WHERE seq <= ?", (cutoff,)).rowcount:
+        cur.execute(
+            "INSERT INTO store_meta VALUES ('changes_trimmed', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(cutoff),),
+        )
 
 
 def _page(found: list[tuple[Any, ...]], limit: int) -> Page:

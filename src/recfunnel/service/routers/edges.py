@@ -16,10 +16,8 @@ def add_edges(batch: EdgeBatch, services: ServicesDep) -> EdgesAdded:
     """Add edges. A pair already stored keeps its timestamp and takes the new ``kind`` (a
     ``block`` replaces a ``connect`` and the reverse); only pairs not stored before count."""
     rows = [e.to_row() for e in batch.edges]
-    services.deletions.follow()  # forget deleted users before a re-created one gets edges
     added = services.store.add_edges(rows)  # durable first, then the live graph
-    if services.friends is not None:
-        services.friends.apply_edges(rows)
+    services.changes.follow()  # in log order, as every other worker applies it
     return EdgesAdded(added=added)
 
 
@@ -29,8 +27,6 @@ def remove_edges(batch: EdgeRefBatch, services: ServicesDep) -> EdgesRemoved:
     (withdrawing a request, unfriending one side, unblocking). Idempotent: a pair that is not
     stored is skipped and not counted."""
     rows = [e.to_row() for e in batch.edges]
-    services.deletions.follow()
     removed = services.store.remove_edges(rows)
-    if services.friends is not None:
-        services.friends.remove_edges((r["src_user_id"], r["dst_user_id"]) for r in rows)
+    services.changes.follow()
     return EdgesRemoved(removed=removed)

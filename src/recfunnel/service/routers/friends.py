@@ -27,7 +27,7 @@ def friend_suggestions(
     friends = services.friends
     if friends is None:
         raise ServiceUnavailable("friend suggestions are not set up in this process")
-    services.deletions.follow()
+    services.changes.follow()  # edges, users and deletions from every worker
     suggestions, version = friends.suggest(user_id, n)
     request_id = uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from fastapi import APIRouter, Depends
 
+from recfunnel.service.app import embed_items
 from recfunnel.service.routers import WRITE_ERRORS, ServicesDep
 from recfunnel.service.schemas import ItemBatch, ItemsWritten
 from recfunnel.service.security import require_write
 
-log = logging.getLogger("recfunnel.service")
 router = APIRouter(prefix="/v1/items", tags=["items"])
 
 
@@ -24,8 +22,8 @@ def upsert_items(batch: ItemBatch, services: ServicesDep) -> ItemsWritten:
     indexed = 0
     current = services.models.current
     if current is not None and current.accepts_new_items:
-        try:
-            indexed = current.add_items(rows)
-        except (ValueError, KeyError) as exc:  # stored anyway; embedding is best effort
-            log.warning("items stored but not embedded into %s: %s", current.version, exc)
+        # Here at once, for the count; following the log then skips them (the other workers
+        # embed them from the log).
+        indexed = embed_items(current, rows)
+    services.changes.follow()
     return ItemsWritten(written=written, indexed=indexed)

@@ -88,7 +88,8 @@ async def recommend(
     # process per core for parallelism (serve --workers).
     rec = _served(services)
     ctx = _context(context)
-    services.deletions.follow()  # a user deleted through another worker is forgotten here too
+    # Writes and user deletions made through any worker are in force here too (one read).
+    services.changes.follow()
     history: list[str] = []
     limit = services.settings.history_limit
     if limit:
@@ -141,5 +142,6 @@ def similar(
 ) -> Recommendations:
     """The ``n`` items most like ``item_id`` (404 when the model does not know the item)."""
     rec = _served(services)
+    services.changes.follow()  # items posted through another worker are known here too
     (lst,) = rec.similar_items([item_id], n)
     return _answer(response, rec, lst)

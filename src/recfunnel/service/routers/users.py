@@ -23,10 +23,9 @@ router = APIRouter(prefix="/v1/users", tags=["users"], dependencies=[Depends(req
 def upsert_users(batch: UserBatch, services: ServicesDep) -> Written:
     """Insert or replace users and their attributes (the last row of an id wins)."""
     rows = [u.to_row() for u in batch.users]
-    services.deletions.follow()  # forget deleted users before a re-created one joins the graph
     written = services.store.upsert_users(rows)
-    if services.friends is not None:
-        services.friends.add_profiles(rows)
+    # In log order (after any earlier deletion of the id), as every other worker applies it.
+    services.changes.follow()
     return Written(written=written)
 
 
