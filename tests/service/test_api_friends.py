@@ -77,3 +77,23 @@ def test_bad_n_and_missing_key(social: TestClient) -> None:
     r = social.get("/v1/users/a/friend-suggestions", params={"n": 0}, headers=R)
     assert r.status_code == 422 and r.json()["field"] == "n"
     assert social.get("/v1/users/a/friend-suggestions").status_code == 401
+
+
+def test_writes_through_another_process_count_at_the_next_request(
+    social: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another worker writes to the shared store: this app follows the store's change log.
+    store = social.app.state.services.store  # type: ignore[attr-defined]
+    assert "h" in suggested(social, "a")
+    store.add_edges([{"src_user_id": "h", "dst_user_id": "a", "kind": "block"}])
+    assert "h" not in suggested(social, "a") and "a" not in suggested(social, "h", n=20)
+    store.remove_edges([("h", "a")])
+    assert "h" in suggested(social, "a")
+    # A bulk write is logged without its rows: the app re-reads the graph from the store.
+    monkeypatch.setattr("recfunnel.core.store.CHANGE_ROWS_MAX", 1)
+    store.add_edges([{"src_user_id": "h", "dst_user_id": "a", "kind": "block"},
+                     {"src_user_id": "a", "dst_user_id": "zz"}])  # fmt: skip
+    assert "h" not in suggested(social, "a") and "a" not in suggested(social, "h", n=20)
+    # A user deleted through another process is forgotten, in log order with the edges.
+    store.delete_users(["c"])
+    assert "c" not in suggested(social, "b", n=20) and "c" not in suggested(social, "h", n=20)

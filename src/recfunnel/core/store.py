@@ -130,10 +130,12 @@ class Deletions(NamedTuple):
     position: int
 
 
-#: Entries the change log keeps (older ones are dropped by later writes).
-CHANGES_KEEP = 10_000
-#: A logged batch with more rows than this is logged as a ``"reset"`` entry without rows.
-CHANGE_ROWS_MAX = 10_000
+#: Entries the change log keeps (older ones are dropped by later writes): with
+#: ``CHANGE_ROWS_MAX`` at most a million rows, usually far fewer (most writes are small).
+CHANGES_KEEP = 1000
+#: A logged batch with more rows than this is logged as a ``"reset"`` entry without rows (the
+#: service's largest batch, so only bulk loads are resets).
+CHANGE_ROWS_MAX = 1000
 #: Kinds of change-log entries and the rows each carries (JSON arrays):
 #: ``edges`` ``[src, dst, timestamp, kind]``, ``edges_removed`` ``[src, dst]``, ``users``
 #: ``[user_id, attributes]``, ``items`` ``[item_id, attributes, created_at, expires_at]``

@@ -163,6 +163,12 @@ def create_app(settings: ServiceSettings, *, store: Store | None = None) -> Fast
         if settings.poll_seconds is not None:
             services.models.start_polling(settings.poll_seconds)
         stop_flushing = threading.Event()
+        threading.Thread(
+            target=_follow_changes,
+            args=(services, stop_flushing),
+            name="recfunnel-changes",
+            daemon=True,
+        ).start()
         if services.feature_log is not None:
             threading.Thread(
                 target=_feature_log_upkeep,
@@ -271,6 +277,16 @@ def _feature_log_upkeep(services: Services, seconds: float, stop: threading.Even
             log.warning("feature log upkeep failed, will retry: %r", exc)
 
 
+def _follow_changes(services: Services, stop: threading.Event) -> None:
+    """Until ``stop`` is set: follow the change log every ``FOLLOW_SECONDS``, so a worker
+    without traffic stays current (and does not fall behind the log's window)."""
+    while not stop.wait(FOLLOW_SECONDS):
+        try:
+            services.changes.follow()
+        except Exception as exc:  # e.g. the store is unreachable for a moment
+            log.warning("following the change log failed, will retry: %r", exc)
+
+
 def _follow_into_log(services: Services) -> None:
     services.deletions.follow()
     services.deletions.delete_logged_rows()
@@ -319,8 +335,11 @@ def _rebuild(services: Services) -> None:
 
 
 def _swapped(rec: Recommender, services: Services) -> None:
-    # Again after the swap: a deletion followed while the version loaded is in force too.
+    # Again after the swap: a deletion followed while the version loaded is in force too, and
+    # an item followed into the previous version meanwhile (the log is past it) is embedded.
     rec.forget_users(set(services.forgotten))
+    if rec.accepts_new_items:
+        embed_items(rec, list(_items_with_attributes(services.store)))
     services.metrics.set_model(rec.version, rec.model_name)
     services.metrics.swaps.inc()
 

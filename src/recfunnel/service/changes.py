@@ -16,14 +16,16 @@ another ends removed in both). Applying an entry is idempotent (edges and profil
 the logged value, ``add_items`` skips items the model knows), so the overlap between reading
 the tables at start and the position caught up to before that is harmless.
 
-**Bounded log.** The store keeps only the newest ``CHANGES_KEEP`` entries, and logs a bulk
-write (more than ``CHANGE_ROWS_MAX`` rows) as a ``reset`` entry without rows. A follower that
-fell behind the window (a worker idle through 10,000 writes) or meets a ``reset`` calls
-``rebuild``: it moves to the end of the log first, then rebuilds from the tables, so entries
-committed meanwhile are applied (again) afterwards.
+**Bounded log.** The store keeps only the newest ``CHANGES_KEEP`` (1,000) entries, and logs a
+bulk write (more than ``CHANGE_ROWS_MAX`` rows, the API's largest batch) as a ``reset`` entry
+without rows. A follower that fell behind the window or meets a ``reset`` calls ``rebuild``:
+it moves to the end of the log first, then rebuilds from the tables, so entries committed
+meanwhile are applied (again) afterwards. A rebuild re-reads the whole graph (seconds on a
+large one), so the app also follows the log from a thread every second: only more than 1,000
+writes within a second make a worker rebuild.
 
-The app follows before every request that uses this state (recommendations, friend
-suggestions, writes): cheap when there is nothing new, one indexed read. User deletions are
+The app follows before every request that uses this state (recommendations, similar items,
+friend suggestions, writes): cheap when there is nothing new, one indexed read. User deletions are
 in the same log, so that read also tells when to follow the deletion log
 (``service/deletions.py``): the recommendations route makes one read, not two.
 

@@ -10,7 +10,10 @@ deletes the user's rows (:meth:`~recfunnel.core.store.Store.deletions_since`); a
 * ``forget(ids)`` at once (the app's callback: the model's and the graph's part). The app
   follows before every request that uses them (recommendations, friend suggestions, edge and
   user writes), so an acknowledged deletion is in force in every worker from its next such
-  request, not after a delay;
+  request, not after a delay. Those requests read the store's change log
+  (``service/changes.py``), which holds the deletions too, and follow this log when a deletion
+  appears there: one read per request, and a deletion is applied in order with the edge and
+  user writes around it;
 * the users' feature-log rows are **queued**: deleting them rewrites log files, too slow for a
   request thread, so the app's feature-log thread runs :meth:`DeletionFollower.delete_logged_rows`
   (it is woken when something is queued, and also follows the log every second and around

@@ -7,9 +7,10 @@ model returns fewer than ``n`` users — popular users in the member's community
 popular users overall — so a member with no connections (or one the graph has never seen)
 still gets suggestions.
 
-Writes go to the store first (durable), then here: ``POST /v1/edges`` applies edges to the
-in-memory graph overlay, so the next suggestion sees them (no retraining, no rebuild);
-``POST /v1/users`` registers profiles of new members; deleting a user isolates their row.
+Writes go to the store first (durable), then here, through the store's change log in every
+worker (``service/changes.py``): ``POST /v1/edges`` applies edges to the in-memory graph
+overlay, so the next suggestion sees them (no retraining, no rebuild); ``POST /v1/users``
+registers profiles of new members; deleting a user isolates their row.
 One lock orders writes and reads of the graph.
 """
 
@@ -55,6 +56,9 @@ class FriendService:
         self._lock = threading.RLock()
         self._fallbacks: list[tuple[str, FriendGenerator]] = []
         self._popular_cache: tuple[int, Any, Any] | None = None
+        #: Deleted users (isolated in the graph, but a fallback fitted before the deletion
+        #: still ranks them by what it saw): never suggested, until they come back.
+        self._forgotten: set[str] = set()
         self._refit_fallbacks(profiles)
 
     @classmethod
@@ -115,17 +119,18 @@ class FriendService:
             out: list[tuple[str, float, str]] = []
             seen: set[str] = set()
             chain: list[tuple[str, FriendGenerator]] = [("model", self.model), *self._fallbacks]
+            gone = self._forgotten
             for name, gen in chain:
                 if len(out) >= n:
                     break
                 try:
                     lists: list[ScoredList] = gen.recommend(
-                        [user_id], n, exclude=[list(seen)] if seen else ()
+                        [user_id], n + min(len(gone), n), exclude=[list(seen)] if seen else ()
                     )
                 except UnknownIdError:
                     continue
                 for uid, score in zip(lists[0].ids, lists[0].scores, strict=True):
-                    if uid not in seen and len(out) < n:
+                    if uid not in seen and uid not in gone and len(out) < n:
                         seen.add(uid)
                         out.append((uid, float(score), name))
             return out, self.version
@@ -138,13 +143,19 @@ class FriendService:
             top = top[np.lexsort((top, -degree[top]))]
             self._popular_cache = (self.graph.version, self.graph.decode(top), degree[top])
         _, ids, deg = self._popular_cache
-        return [(str(u), float(d), "popular_users") for u, d in zip(ids[:n], deg[:n], strict=True)]
+        gone = self._forgotten
+        k = n + min(len(gone), n)
+        out = [(str(u), float(d), "popular_users") for u, d in zip(ids[:k], deg[:k], strict=True)]
+        return [row for row in out if row[0] not in gone][:n]
 
     # ---- writes -----------------------------------------------------------------------------
     def apply_edges(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Edges already stored: apply them to the live graph."""
         rows = list(rows)
         with self._lock:
+            self._forgotten.difference_update(
+                str(r[k]) for r in rows for k in ("src_user_id", "dst_user_id")
+            )
             self.graph.add_edges(
                 [str(r["src_user_id"]) for r in rows],
                 [str(r["dst_user_id"]) for r in rows],
@@ -165,11 +176,14 @@ class FriendService:
         if frame.empty:
             return
         with self._lock:
+            self._forgotten.difference_update(frame["user_id"].tolist())
             self.graph.add_users(frame["user_id"].tolist())
             add = getattr(self.model, "add_profiles", None)
             if add is not None:
                 add(frame)
 
     def forget(self, user_ids: Iterable[str]) -> None:
+        ids = [str(u) for u in user_ids]
         with self._lock:
-            self.graph.forget_users(list(user_ids))
+            self._forgotten.update(ids)
+            self.graph.forget_users(ids)

@@ -24,10 +24,10 @@ def friend_suggestions(
     pending request either way, or anyone blocked either way. Edges posted to ``/v1/edges``
     count from the next request; a member with no connections gets popular users in their
     community, then popular users."""
-    friends = services.friends
+    services.changes.follow()  # edges, users and deletions from every worker
+    friends = services.friends  # after following: a rebuild replaces it
     if friends is None:
         raise ServiceUnavailable("friend suggestions are not set up in this process")
-    services.changes.follow()  # edges, users and deletions from every worker
     suggestions, version = friends.suggest(user_id, n)
     request_id = uuid.uuid4().hex
     response.headers["X-Request-ID"] = request_id
