@@ -334,6 +334,53 @@ def test_writes_are_logged_in_order_for_other_processes(store_url: str) -> None:
             other.changes_since(0, limit=0)
 
 
+def test_a_reader_following_concurrent_writers_misses_no_change(store_url: str) -> None:
+    # Positions are committed in order: reading on from the last position seen, while other
+    # connections write, finds every entry exactly once.
+    writers, per = 4, 40
+    done = threading.Event()
+    seen: list[str] = []
+    errors: list[BaseException] = []
+    stores = [open_store(store_url) for _ in range(writers + 1)]  # opened one at a time
+
+    def write(w: int) -> None:
+        try:
+            for i in range(per):
+                stores[w].add_edges([{"src_user_id": f"w{w}", "dst_user_id": f"d{i}"}])
+        except BaseException as exc:  # reported below, not lost in the thread
+            errors.append(exc)
+
+    def read() -> None:
+        position = 0
+        try:
+            while True:
+                last = done.is_set()  # then read on until nothing is left
+                found = stores[-1].changes_since(position, limit=7)
+                assert found.complete
+                seen.extend(f"{r[0]}>{r[1]}" for c in found.entries for r in c.rows)
+                position = found.position
+                if last and not found.entries:
+                    return
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
+        follower = threading.Thread(target=read)
+        follower.start()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        done.set()
+        follower.join(timeout=60)
+    finally:
+        for store in stores:
+            store.close()
+    assert not errors, errors[0]
+    assert sorted(seen) == sorted(f"w{w}>d{i}" for w in range(writers) for i in range(per))
+
+
 def test_change_log_is_a_bounded_window(store_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     import recfunnel.core.store as contract
 
