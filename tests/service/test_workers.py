@@ -41,18 +41,24 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(root: Path) -> Iterator[ServerProcess]:
+    with _workers(root, "--poll-seconds", "0.2") as proc:
+        yield proc
+    text = (root / "server.log").read_text()
+    assert WRITE_KEY not in text and READ_KEY not in text
+
+
+@contextlib.contextmanager
+def _workers(root: Path, *options: str) -> Iterator[ServerProcess]:
+    """``serve --workers WORKERS`` over ``root``'s store and registry; it must stop cleanly."""
     proc = ServerProcess(
         f"sqlite:///{root / 'events.db'}", root / "server.log",
-        "--model-dir", str(root / "registry"), "--poll-seconds", "0.2",
-        "--workers", str(WORKERS),
+        "--model-dir", str(root / "registry"), "--workers", str(WORKERS), *options,
     ).start()  # fmt: skip
     try:
         yield proc
     finally:
         proc.stop()
     assert proc.proc is not None and proc.proc.returncode == 0
-    text = (root / "server.log").read_text()
-    assert WRITE_KEY not in text and READ_KEY not in text
 
 
 @pytest.fixture
@@ -254,15 +260,8 @@ def two_tower_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serve
     model = make_generator("two_tower", dim=8, hidden=0, min_steps=30, epochs=2)
     model.fit(InteractionMatrix.from_arrays(users, items), item_features=features)
     publish_model(model.save(root / "tt"), root / "registry", version="tt1")
-    proc = ServerProcess(
-        f"sqlite:///{root / 'events.db'}", root / "server.log",
-        "--model-dir", str(root / "registry"), "--workers", str(WORKERS),
-    ).start()  # fmt: skip
-    try:
+    with _workers(root) as proc:
         yield proc
-    finally:
-        proc.stop()
-    assert proc.proc is not None and proc.proc.returncode == 0
 
 
 def test_an_item_posted_through_one_worker_is_recommendable_in_the_other(
