@@ -149,13 +149,17 @@ def build_funnel_registry(
     return registry, matrix.users.ids.tolist(), matrix.items.ids.tolist()
 
 
-def funnel_inprocess_p50(registry: Path, users: list[str], n: int) -> float:
-    """p50 (ms) of ``Funnel.recommend`` for one user, in this process: the peer of the HTTP
-    figure (what the server adds on top of the library call)."""
+def load_served_funnel(registry: Path) -> Any:
+    """The funnel version the server will serve, loaded in this process for the peers."""
     from recfunnel.pipeline.funnel import Funnel
     from recfunnel.service.registry import VERSIONS, current_version
 
-    funnel = Funnel.load(registry / VERSIONS / str(current_version(registry)))
+    return Funnel.load(registry / VERSIONS / str(current_version(registry)))
+
+
+def funnel_inprocess_p50(funnel: Any, users: list[str], n: int) -> float:
+    """p50 (ms) of ``Funnel.recommend`` for one user, in this process: the peer of the HTTP
+    figure (what the server adds on top of the library call)."""
     times = []
     for j in range(n):
         t = time.perf_counter_ns()
@@ -164,22 +168,16 @@ def funnel_inprocess_p50(registry: Path, users: list[str], n: int) -> float:
     return float(np.percentile(times[n // 10 :], 50)) / 1e6
 
 
-def funnel_faiss_p50(registry: Path, users: list[str], n: int) -> float | None:
+def funnel_faiss_p50(funnel: Any, users: list[str], n: int) -> float | None:
     """p50 (ms) of one raw FAISS query against the index of the funnel's first indexed
     generator (its user vector, k = that generator's quota), or None without an index."""
-    from recfunnel.index import load_index
-    from recfunnel.pipeline.funnel import Funnel
-    from recfunnel.service.registry import VERSIONS, current_version
-
-    path = registry / VERSIONS / str(current_version(registry))
-    funnel = Funnel.load(path)
     indexed = [g for g in funnel.config.retrieval if g.index is not None]
     if not indexed:
         return None
     g = indexed[0]
     gen = funnel.generators_[g.name]
-    raw = load_index(path / "indexes" / g.name).faiss_index
-    vectors = gen.user_vectors(gen.users_.encode(users))  # type: ignore[attr-defined]
+    raw = funnel.indexes_[g.name].faiss_index
+    vectors = gen.user_vectors(gen.users_.encode(users))
     times = []
     for j in range(n):
         q = np.ascontiguousarray(vectors[j % len(vectors) : j % len(vectors) + 1])
@@ -491,9 +489,11 @@ def main() -> int:
         users = [all_users[j] for j in rng.choice(len(all_users), size=size, replace=False)]
         store_url = f"sqlite:///{root / 'events.db'}"
         fill_store(store_url, users, args.history, len(all_items), args.seed, all_items)
-        inproc = funnel_inprocess_p50(registry, users, 500)
+        funnel = load_served_funnel(registry)
+        inproc = funnel_inprocess_p50(funnel, users, 500)
         print(f"in-process Funnel.recommend p50: {inproc:.3f} ms", flush=True)
-        faiss_p50 = funnel_faiss_p50(registry, users, 3000)
+        faiss_p50 = funnel_faiss_p50(funnel, users, 3000)
+        del funnel  # the server loads its own
         if faiss_p50 is None:
             raw, peer = inproc, "in-process Funnel.recommend"
         else:

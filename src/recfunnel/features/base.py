@@ -37,8 +37,8 @@ class Columns:
     >>> c = Columns({"item_id": ["a", "b"], "score": [0.5, 1.5]})
     >>> len(c), c.columns, c["score"].tolist(), "x" in c
     (2, ('item_id', 'score'), [0.5, 1.5], False)
-    >>> c.to_frame().shape, c.take([1])["item_id"].tolist()
-    ((2, 2), ['b'])
+    >>> c.to_frame().shape
+    (2, 2)
     """
 
     __slots__ = ("_data", "_n")
@@ -57,22 +57,12 @@ class Columns:
     def __getitem__(self, name: str) -> npt.NDArray[Any]:
         return self._data[name]
 
-    def __setitem__(self, name: str, values: npt.ArrayLike) -> None:
-        arr = np.asarray(values)
-        if len(arr) != self._n:
-            raise ConfigError(f"column {name!r} has {len(arr)} rows, not {self._n}")
-        self._data[str(name)] = arr
-
     def __contains__(self, name: object) -> bool:
         return name in self._data
 
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(self._data)
-
-    def take(self, rows: npt.ArrayLike) -> Columns:
-        idx = np.asarray(rows, dtype=np.int64)
-        return Columns({k: v[idx] for k, v in self._data.items()})
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self._data)

@@ -548,7 +548,6 @@ class Funnel:
             columns[f"score_{name}"] = raw[row, item]
             columns[f"z_{name}"] = z[row, item]
             columns[f"rank_{name}"] = rank[row, item]
-        columns["_row"] = np.arange(len(row))
         return Columns(columns)
 
     def _scoped_candidates(
@@ -609,7 +608,6 @@ class Funnel:
             columns[f"score_{name}"] = raw
             columns[f"z_{name}"] = z
             columns[f"rank_{name}"] = rank
-        columns["_row"] = np.arange(len(row))
         return Columns(columns)
 
     def _base_columns(

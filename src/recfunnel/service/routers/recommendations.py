@@ -21,7 +21,6 @@ from recfunnel.service.schemas import (
     MAX_N,
     ErrorBody,
     Recommendations,
-    ScoredItem,
 )
 from recfunnel.service.security import require_read
 
@@ -52,18 +51,6 @@ def _context(pairs: list[str]) -> dict[str, str]:
             raise DataError(f"expected KEY:VALUE, got {pair[:80]!r}", field="context")
         out[key] = value
     return out
-
-
-def _answer(
-    response: Response, rec: Recommender, lst: Scored, request_id: str | None = None
-) -> Recommendations:
-    request_id = request_id or uuid.uuid4().hex
-    response.headers["X-Request-ID"] = request_id
-    return Recommendations(
-        request_id=request_id,
-        model_version=rec.version,
-        items=[ScoredItem(item_id=i, score=s) for i, s in lst],
-    )
 
 
 @router.get("/users/{user_id}/recommendations", responses=RESPONSES, response_model=Recommendations)
@@ -136,12 +123,14 @@ def _remember(services: Services, request_id: str, user_id: str, version: str) -
         log.warning("served request %s not recorded (no feedback attribution): %r", request_id, exc)
 
 
-@router.get("/items/{item_id}/similar", responses={**RESPONSES, 404: {"model": ErrorBody}})
-def similar(
-    item_id: ItemId, services: ServicesDep, response: Response, n: N = 10
-) -> Recommendations:
+@router.get(
+    "/items/{item_id}/similar",
+    responses={**RESPONSES, 404: {"model": ErrorBody}},
+    response_model=Recommendations,
+)
+def similar(item_id: ItemId, services: ServicesDep, n: N = 10) -> Response:
     """The ``n`` items most like ``item_id`` (404 when the model does not know the item)."""
     rec = _served(services)
     services.changes.follow()  # items posted through another worker are known here too
     (lst,) = rec.similar_items([item_id], n)
-    return _answer(response, rec, lst)
+    return _json_answer(uuid.uuid4().hex, rec.version, lst)
